@@ -1,0 +1,93 @@
+// Package host runs a stack on a device: it reads packets in batches, hands
+// them to the stack and writes the replies back in batches.
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/rs/zerolog"
+
+	"github.com/vhost-dev/vhost/pkg/stack"
+	"github.com/vhost-dev/vhost/pkg/tundev"
+)
+
+// Batch is how many packets one device read may return.
+const Batch = 64
+
+// Stats are the loop's own counters, beside the stack's.
+type Stats struct {
+	RxPackets atomic.Uint64
+	TxErrors  atomic.Uint64
+}
+
+// Run serves st on dev until ctx is done or the device fails. It closes dev
+// when ctx is done, which unblocks a pending read. A nil error means ctx
+// ended the loop.
+func Run(ctx context.Context, dev tundev.Device, st *stack.Stack, stats *Stats, log zerolog.Logger) error {
+	stop := context.AfterFunc(ctx, func() { dev.Close() })
+	defer stop()
+
+	bufs := make([][]byte, Batch)
+	mem := make([]byte, Batch*(tundev.Headroom+tundev.MaxPacket))
+	for i := range bufs {
+		bufs[i] = mem[i*(tundev.Headroom+tundev.MaxPacket) : (i+1)*(tundev.Headroom+tundev.MaxPacket)]
+	}
+	sizes := make([]int, Batch)
+	out := stack.NewOut(Batch+st.MaxOut(), st.PacketSize(), tundev.Headroom)
+
+	flush := func() error {
+		if out.Len() == 0 {
+			return nil
+		}
+		_, err := dev.Write(out.Packets(), tundev.Headroom)
+		out.Reset()
+		if err != nil {
+			if errors.Is(err, tundev.ErrClosed) {
+				return err
+			}
+			// The kernel refuses writes while the link is down (EIO);
+			// that is the user's to fix, not a reason to stop answering.
+			stats.TxErrors.Add(1)
+			if e := log.Debug(); e.Enabled() {
+				e.Err(err).Msg("tx failed")
+			}
+		}
+		return nil
+	}
+	ended := func(err error) error {
+		if ctx.Err() != nil && errors.Is(err, tundev.ErrClosed) {
+			return nil
+		}
+		return fmt.Errorf("device %s: %w", dev.Name(), err)
+	}
+
+	// RFC 5227 §2.3: announce every address once at start.
+	for i, done := 0, false; !done; {
+		i, done = st.Announce(out, i)
+		if err := flush(); err != nil {
+			return ended(err)
+		}
+	}
+
+	for {
+		n, err := dev.Read(bufs, sizes, tundev.Headroom)
+		if err != nil {
+			return ended(err)
+		}
+		stats.RxPackets.Add(uint64(n))
+		for i := range n {
+			if out.Free() < st.MaxOut() {
+				if err := flush(); err != nil {
+					return ended(err)
+				}
+			}
+			st.Handle(bufs[i][tundev.Headroom:tundev.Headroom+sizes[i]], out)
+		}
+		if err := flush(); err != nil {
+			return ended(err)
+		}
+	}
+}

@@ -1,0 +1,50 @@
+package stack
+
+// Out collects the packets one or more Handle calls produce, laid out for
+// tundev.Device.Write: packet i is Packets()[i][offset:].
+// Its buffers are allocated once by NewOut and reused after Reset.
+type Out struct {
+	full   [][]byte // full-capacity buffers
+	pkts   [][]byte // full[i][:offset+len(packet i)]
+	offset int
+}
+
+// NewOut returns an Out holding up to n packets of up to size bytes each,
+// every one preceded by offset bytes of headroom.
+func NewOut(n, size, offset int) *Out {
+	o := &Out{full: make([][]byte, n), pkts: make([][]byte, 0, n), offset: offset}
+	mem := make([]byte, n*(offset+size))
+	for i := range o.full {
+		o.full[i] = mem[i*(offset+size) : (i+1)*(offset+size) : (i+1)*(offset+size)]
+	}
+	return o
+}
+
+// Packets returns the packets appended since the last Reset.
+func (o *Out) Packets() [][]byte { return o.pkts }
+
+// Len is the number of packets appended since the last Reset.
+func (o *Out) Len() int { return len(o.pkts) }
+
+// Free is how many more packets fit.
+func (o *Out) Free() int { return len(o.full) - len(o.pkts) }
+
+// Offset is the headroom in front of every packet.
+func (o *Out) Offset() int { return o.offset }
+
+// Reset empties o, keeping its buffers.
+func (o *Out) Reset() { o.pkts = o.pkts[:0] }
+
+// next returns the buffer for the next packet (without its headroom), or nil
+// when o is full.
+func (o *Out) next() []byte {
+	if len(o.pkts) == len(o.full) {
+		return nil
+	}
+	return o.full[len(o.pkts)][o.offset:]
+}
+
+// commit appends the packet of n bytes written into the buffer next returned.
+func (o *Out) commit(n int) {
+	o.pkts = append(o.pkts, o.full[len(o.pkts)][:o.offset+n])
+}

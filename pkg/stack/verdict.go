@@ -1,0 +1,145 @@
+package stack
+
+import "sync/atomic"
+
+// Verdict says what Handle did with a packet. Every early return in the
+// stack has one, and every verdict has a counter.
+type Verdict uint8
+
+const (
+	// Replied: a reply (echo reply, ARP reply) was appended to the output.
+	Replied Verdict = iota
+	// FragmentQueued: a fragment was stored; its datagram is not complete yet.
+	FragmentQueued
+	// NotForUs: a well-formed packet for an address (or MAC) this host does
+	// not own, including broadcast and multicast destinations.
+	NotForUs
+	// Unsupported: a well-formed packet of a protocol or EtherType this host
+	// does not speak (IPv6, UDP, TCP, VLAN tags, ...).
+	Unsupported
+	// IgnoredICMP: ICMP other than echo request and the error messages.
+	IgnoredICMP
+	// IgnoredICMPError: an ICMP error message; RFC 1122 §3.2.2 forbids
+	// answering one.
+	IgnoredICMPError
+	// IgnoredARP: an ARP operation other than request (replies are not
+	// needed: echo replies go to the frame's source MAC).
+	IgnoredARP
+	// Truncated: shorter than the headers it must carry.
+	Truncated
+	// BadVersion: the IP version nibble does not match the packet.
+	BadVersion
+	// BadIHL: IPv4 header length below 5 words.
+	BadIHL
+	// BadTotalLength: IPv4 total length beyond the bytes read or below the
+	// header length.
+	BadTotalLength
+	// BadIPChecksum: the IPv4 header checksum does not verify.
+	BadIPChecksum
+	// BadIPOptions: the IPv4 options do not parse.
+	BadIPOptions
+	// BadSource: a source that cannot be answered: 0.0.0.0, broadcast,
+	// multicast, or a multicast source MAC.
+	BadSource
+	// BadICMPChecksum: the ICMP checksum does not verify.
+	BadICMPChecksum
+	// BadARP: ARP with a hardware type, protocol type or address sizes
+	// other than Ethernet/IPv4, 6/4.
+	BadARP
+	// BadFragment: a fragment that cannot belong to a valid datagram (a
+	// non-final fragment whose length is not a multiple of 8, data past
+	// 65535 bytes or past the final fragment).
+	BadFragment
+	// FragmentOverlap: the fragment overlaps data already received; the whole
+	// datagram is dropped (as RFC 5722 asks of IPv6 and Linux does for IPv4).
+	FragmentOverlap
+	// FragmentLimit: the reassembly memory for the fragment's source is full.
+	FragmentLimit
+	// ReplyTooLarge: the reply would not fit the output (never expected with
+	// the documented buffer sizes).
+	ReplyTooLarge
+
+	numVerdicts
+)
+
+var verdictNames = [numVerdicts]string{
+	Replied:          "replied",
+	FragmentQueued:   "fragment_queued",
+	NotForUs:         "not_for_us",
+	Unsupported:      "unsupported",
+	IgnoredICMP:      "ignored_icmp",
+	IgnoredICMPError: "ignored_icmp_error",
+	IgnoredARP:       "ignored_arp",
+	Truncated:        "truncated",
+	BadVersion:       "bad_version",
+	BadIHL:           "bad_ihl",
+	BadTotalLength:   "bad_total_length",
+	BadIPChecksum:    "bad_ip_checksum",
+	BadIPOptions:     "bad_ip_options",
+	BadSource:        "bad_source",
+	BadICMPChecksum:  "bad_icmp_checksum",
+	BadARP:           "bad_arp",
+	BadFragment:      "bad_fragment",
+	FragmentOverlap:  "fragment_overlap",
+	FragmentLimit:    "fragment_limit",
+	ReplyTooLarge:    "reply_too_large",
+}
+
+func (v Verdict) String() string {
+	if v < numVerdicts {
+		return verdictNames[v]
+	}
+	return "unknown"
+}
+
+// Event counters that are not the verdict of an input packet.
+type event uint8
+
+const (
+	evTxPackets     event = iota // packets and frames appended to the output
+	evFragTimeout                // datagrams dropped unfinished after the reassembly timeout
+	evFragEvicted                // datagrams dropped to make room under the global memory bound
+	evAnnouncements              // gratuitous ARP announcements made
+	numEvents
+)
+
+var eventNames = [numEvents]string{
+	evTxPackets:     "tx_packets",
+	evFragTimeout:   "fragment_timeout",
+	evFragEvicted:   "fragment_evicted",
+	evAnnouncements: "arp_announcements",
+}
+
+// counters are updated by the goroutine that calls Handle and may be read
+// from any goroutine.
+type counters struct {
+	verdicts [numVerdicts]atomic.Uint64
+	events   [numEvents]atomic.Uint64
+}
+
+// Counter is one named counter value.
+type Counter struct {
+	Name  string
+	Value uint64
+}
+
+// Counters returns every counter in a fixed order: the verdicts, then the
+// events. Names are stable snake_case identifiers.
+func (s *Stack) Counters() []Counter {
+	out := make([]Counter, 0, int(numVerdicts)+int(numEvents))
+	for v := Verdict(0); v < numVerdicts; v++ {
+		out = append(out, Counter{verdictNames[v], s.ctr.verdicts[v].Load()})
+	}
+	for e := event(0); e < numEvents; e++ {
+		out = append(out, Counter{eventNames[e], s.ctr.events[e].Load()})
+	}
+	return out
+}
+
+// Count returns the counter of one verdict.
+func (s *Stack) Count(v Verdict) uint64 {
+	if v >= numVerdicts {
+		return 0
+	}
+	return s.ctr.verdicts[v].Load()
+}
