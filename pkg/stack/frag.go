@@ -28,7 +28,7 @@ type fragEntry struct {
 	total    int // payload length, known once the last fragment is in; -1 before
 	got      int // payload bytes received
 	maxEnd   int
-	blocks   [(maxFragPayload + 7) / 8 / 64 + 1]uint64 // received 8-byte blocks
+	blocks   [(maxFragPayload+7)/8/64 + 1]uint64 // received 8-byte blocks
 	buf      []byte
 }
 
