@@ -13,6 +13,9 @@ type addrSet struct {
 	singles  []uint32
 	prefixes []prefix4
 	exclude  []uint32
+	// broadcasts are the directed broadcast addresses of the kernel
+	// side's prefixes.
+	broadcasts []uint32
 }
 
 type prefix4 struct {
@@ -35,7 +38,7 @@ func u32Addr(a uint32) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)})
 }
 
-func newAddrSet(owned []netip.Prefix, exclude []netip.Addr) (addrSet, error) {
+func newAddrSet(owned, hostSide []netip.Prefix) (addrSet, error) {
 	var s addrSet
 	if len(owned) == 0 {
 		return s, fmt.Errorf("stack: no addresses to answer for (give at least one --addr)")
@@ -64,9 +67,14 @@ func newAddrSet(owned []netip.Prefix, exclude []netip.Addr) (addrSet, error) {
 			s.exclude = append(s.exclude, base, base|^mask)
 		}
 	}
-	for _, e := range exclude {
-		if e.Is4() {
-			s.exclude = append(s.exclude, addrU32(e))
+	for _, h := range hostSide {
+		if !h.Addr().Is4() {
+			continue
+		}
+		s.exclude = append(s.exclude, addrU32(h.Addr()))
+		if h.Bits() < 31 {
+			mask := ^uint32(0) << (32 - h.Bits())
+			s.broadcasts = append(s.broadcasts, addrU32(h.Addr())|^mask)
 		}
 	}
 	return s, nil
@@ -97,6 +105,11 @@ func (s *addrSet) contains(a uint32) bool {
 func (s *addrSet) isBroadcast(a uint32) bool {
 	if a == 0xffffffff {
 		return true
+	}
+	for _, b := range s.broadcasts {
+		if a == b {
+			return true
+		}
 	}
 	for _, p := range s.prefixes {
 		if p.mask != 0xffffffff && p.mask != 0xfffffffe && a == p.base|^p.mask {

@@ -39,9 +39,10 @@ type Config struct {
 	// Addrs are the addresses the host owns: single addresses (/32) or
 	// prefixes meaning every host address in them.
 	Addrs []netip.Prefix
-	// Exclude are addresses inside Addrs' prefixes the host must not answer
-	// for, such as the kernel side's own address.
-	Exclude []netip.Addr
+	// HostSide are the kernel side's addresses with their prefix lengths
+	// (10.0.0.1/24): never answered for even inside an owned prefix, and the
+	// prefix's broadcast address is not a valid source.
+	HostSide []netip.Prefix
 	// MAC is the host's hardware address on Ethernet. Default: MACFor the
 	// first address.
 	MAC net.HardwareAddr
@@ -87,7 +88,7 @@ func MACFor(a netip.Addr) net.HardwareAddr {
 
 // New returns a host for cfg.
 func New(cfg Config) (*Stack, error) {
-	addrs, err := newAddrSet(cfg.Addrs, cfg.Exclude)
+	addrs, err := newAddrSet(cfg.Addrs, cfg.HostSide)
 	if err != nil {
 		return nil, err
 	}
