@@ -15,8 +15,8 @@ attach to it without root: vhost --dev NAME.
 Flags:
 `
 
-func mktun(args []string, stderr io.Writer) error {
-	fs := newFlagSet("vhost mktun", mktunUsage, stderr)
+func mktun(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("vhost mktun", mktunUsage, stdout)
 	dev := fs.String("dev", "", "device `name` (required)")
 	mode := fs.String("mode", "tun", "device `mode`: tun or tap")
 	user := fs.String("user", "", "owner: a user `name or uid`")
@@ -58,8 +58,8 @@ Deletes a persistent TUN/TAP device.
 Flags:
 `
 
-func rmtun(args []string, stderr io.Writer) error {
-	fs := newFlagSet("vhost rmtun", rmtunUsage, stderr)
+func rmtun(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("vhost rmtun", rmtunUsage, stdout)
 	dev := fs.String("dev", "", "device `name` (required)")
 	if err := parse(fs, args); err != nil {
 		return err

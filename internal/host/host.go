@@ -23,6 +23,11 @@ type Stats struct {
 	TxErrors  atomic.Uint64
 }
 
+// Counters returns the loop's counters, named like the stack's.
+func (s *Stats) Counters() []stack.Counter {
+	return []stack.Counter{{Name: "rx_packets", Value: s.RxPackets.Load()}, {Name: "tx_errors", Value: s.TxErrors.Load()}}
+}
+
 // Run serves st on dev until ctx is done or the device fails. It closes dev
 // when ctx is done, which unblocks a pending read. A nil error means ctx
 // ended the loop.

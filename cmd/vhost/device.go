@@ -1,0 +1,154 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/rs/zerolog"
+
+	"github.com/vhost-dev/vhost/pkg/stack"
+	"github.com/vhost-dev/vhost/pkg/tundev"
+)
+
+// devFlags are the flags that choose and configure the device, shared by
+// vhost and vhost relay.
+type devFlags struct {
+	dev, mode, hostAddr, hostMAC string
+	attach                       bool
+	mtu                          int
+}
+
+func (f *devFlags) register(fs *flag.FlagSet, hostAddrDefault string) {
+	fs.StringVar(&f.dev, "dev", "", "device `name`: created if missing (transient), attached to if it exists; default: a new device named by the kernel from vhost%d")
+	fs.BoolVar(&f.attach, "attach", false, "only attach to an existing --dev; fail if it is missing")
+	fs.StringVar(&f.mode, "mode", "tun", "device `mode`: tun (IP packets) or tap (Ethernet frames, with ARP)")
+	fs.StringVar(&f.hostAddr, "host-addr", "", "kernel-side address `CIDR`; "+hostAddrDefault)
+	fs.StringVar(&f.hostMAC, "host-mac", "", "set the kernel side's `MAC` of the TAP device")
+	fs.IntVar(&f.mtu, "mtu", 0, "set the device `MTU` (default: leave it, 1500 on a new device)")
+}
+
+// devConfig is the validated device part of a command line.
+type devConfig struct {
+	dev      string
+	attach   bool
+	mode     tundev.Mode
+	hostAddr netip.Prefix // zero: leave the device's addresses alone
+	hostMAC  net.HardwareAddr
+	mtu      int
+}
+
+func (f *devFlags) config() (devConfig, error) {
+	c := devConfig{dev: f.dev, attach: f.attach, mtu: f.mtu}
+	var err error
+	if c.mode, err = tundev.ParseMode(f.mode); err != nil {
+		return c, usagef("--mode %q: want tun or tap", f.mode)
+	}
+	if c.attach && c.dev == "" {
+		return c, usagef("--attach needs --dev NAME")
+	}
+	if f.hostAddr != "" {
+		if c.hostAddr, err = netip.ParsePrefix(f.hostAddr); err != nil || !c.hostAddr.Addr().Is4() {
+			return c, usagef("--host-addr %q: want an IPv4 address with its prefix length, e.g. 10.0.0.1/24", f.hostAddr)
+		}
+	}
+	if f.hostMAC != "" {
+		if c.hostMAC, err = parseMAC(f.hostMAC); err != nil {
+			return c, usagef("--host-mac: %v", err)
+		}
+		if c.mode != tundev.TAP {
+			return c, usagef("--host-mac needs --mode tap (a TUN device has no MAC)")
+		}
+	}
+	if c.mtu != 0 && (c.mtu < stack.MinMTU || c.mtu > stack.MaxIPv4Packet) {
+		return c, usagef("--mtu %d: want %d to %d", c.mtu, stack.MinMTU, stack.MaxIPv4Packet)
+	}
+	return c, nil
+}
+
+func parseMAC(s string) (net.HardwareAddr, error) {
+	m, err := net.ParseMAC(s)
+	if err != nil || len(m) != 6 {
+		return nil, fmt.Errorf("%q is not an Ethernet MAC address (e.g. 02:00:00:00:00:02)", s)
+	}
+	if m[0]&1 != 0 {
+		return nil, fmt.Errorf("%q is a multicast address; use a unicast one (first byte even, e.g. 02:...)", s)
+	}
+	return m, nil
+}
+
+// device is an opened device and what vhost knows of it.
+type device struct {
+	*tundev.FD
+	created bool // vhost created it: closing it removes it
+	mtu     int  // the MTU it has, or will have once configured
+}
+
+// openDevice creates or attaches to the device c names, without changing its
+// configuration yet. When vhost creates it and c has no kernel-side address,
+// defaultHostAddr (if valid) is used. Closing a transient device removes it,
+// so a caller that fails before configure leaves nothing behind.
+func openDevice(c *devConfig, defaultHostAddr netip.Prefix) (*device, error) {
+	exists := c.dev != "" && tundev.Exists(c.dev)
+	if c.attach && !exists {
+		return nil, usagef("device %s does not exist (create it with: vhost mktun --dev %s --mode %v, or drop --attach)", c.dev, c.dev, c.mode)
+	}
+	name := c.dev
+	if name == "" {
+		name = tundev.DefaultName
+	}
+	if !exists && !c.hostAddr.IsValid() {
+		c.hostAddr = defaultHostAddr
+	}
+	fd, err := tundev.Open(tundev.Config{Name: name, Mode: c.mode})
+	if err != nil {
+		if errors.Is(err, tundev.ErrModeMismatch) {
+			return nil, usageError{err}
+		}
+		return nil, err
+	}
+	d := &device{FD: fd, created: !exists, mtu: c.mtu}
+	if d.mtu == 0 {
+		if d.mtu, err = tundev.LinkMTU(fd.Name()); err != nil {
+			fd.Close()
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// configure applies what c asks of the device: on a device vhost created,
+// link up and the kernel-side address; on an existing one, only what was
+// given on the command line.
+func (d *device) configure(c devConfig) error {
+	lc := tundev.LinkConfig{MTU: c.mtu, HWAddr: c.hostMAC, Up: d.created}
+	if c.hostAddr.IsValid() {
+		lc.Addrs = []netip.Prefix{c.hostAddr}
+		lc.Up = true
+	}
+	if !lc.Up && lc.MTU == 0 && lc.HWAddr == nil {
+		return nil
+	}
+	return tundev.Configure(d.Name(), lc)
+}
+
+// logFlags choose the log level and format.
+type logFlags struct{ level, format string }
+
+func (f *logFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.level, "log-level", "info", "`level`: debug (one line per packet), info, warn, error")
+	fs.StringVar(&f.format, "log-format", "", "`format`: console or json (default console on a terminal, json otherwise)")
+}
+
+// logCounters logs one info line "counters" with every counter as a field.
+func logCounters(log zerolog.Logger, groups ...[]stack.Counter) {
+	ev := log.Info()
+	for _, g := range groups {
+		for _, c := range g {
+			ev = ev.Uint64(c.Name, c.Value)
+		}
+	}
+	ev.Msg("counters")
+}
