@@ -42,6 +42,8 @@ Usage:
                                 kernel side 10.0.0.1/24, answering 10.0.0.2)
   vhost mktun --dev NAME ...    create a persistent device
   vhost rmtun --dev NAME        delete a persistent device
+  vhost relay ...               tunnel the device to a remote vhost relay
+  vhost genkey > FILE           make a relay key
   vhost version                 print the version
 
 Run 'vhost COMMAND --help' for a command's flags, 'vhost --help' for the
@@ -55,6 +57,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return report(stderr, mktun(args[1:], stdout, stderr))
 		case "rmtun":
 			return report(stderr, rmtun(args[1:], stdout, stderr))
+		case "relay":
+			return report(stderr, relayCmd(args[1:], stdout, stderr))
+		case "genkey":
+			return report(stderr, genkey(args[1:], stdout, stderr))
 		case "version":
 			fmt.Fprintln(stdout, "vhost", version())
 			return exitOK
