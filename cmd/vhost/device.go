@@ -38,6 +38,7 @@ type devConfig struct {
 	hostAddr netip.Prefix // zero: leave the device's addresses alone
 	hostMAC  net.HardwareAddr
 	mtu      int
+	vnetHdr  bool // open with a virtio-net header (relay --offload)
 }
 
 func (f *devFlags) config() (devConfig, error) {
@@ -102,7 +103,7 @@ func openDevice(c *devConfig, defaultHostAddr netip.Prefix) (*device, error) {
 	if !exists && !c.hostAddr.IsValid() {
 		c.hostAddr = defaultHostAddr
 	}
-	fd, err := tundev.Open(tundev.Config{Name: name, Mode: c.mode})
+	fd, err := tundev.Open(tundev.Config{Name: name, Mode: c.mode, VnetHdr: c.vnetHdr})
 	if err != nil {
 		if errors.Is(err, tundev.ErrModeMismatch) {
 			return nil, usageError{err}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/rs/zerolog"
+
 	"github.com/vhost-dev/vhost/internal/host"
 	"github.com/vhost-dev/vhost/pkg/relay"
 	"github.com/vhost-dev/vhost/pkg/stack"
@@ -44,6 +46,7 @@ Flags:
 
 type relayFlags struct {
 	listen, connect, transport, key, peer string
+	offload                               bool
 }
 
 func relayCmd(args []string, stdout, stderr io.Writer) error {
@@ -58,6 +61,7 @@ func relayCmd(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&rf.connect, "connect", "", "connect to `HOST:PORT` (client); names, IPv4 and [IPv6] work")
 	fs.StringVar(&rf.transport, "transport", "tcp", "`transport`: tcp or udp")
 	fs.StringVar(&rf.key, "key", "", "key `file` made by vhost genkey, the same on both ends (mode 0600); without it the tunnel is unauthenticated")
+	fs.BoolVar(&rf.offload, "offload", false, "carry TCP segmentation-offload super-packets whole (IFF_VNET_HDR + TUNSETOFFLOAD): with --key it is used when the peer offers it too; on a plain tunnel both ends must set it")
 	fs.StringVar(&rf.peer, "peer", "", "with --listen and --transport udp: accept datagrams only from `HOST:PORT` (default: the first peer heard, or the authenticated one)")
 	df.register(fs.FlagSet, "set on a device vhost creates or attaches to (default: none, link up only on a created device)")
 	hf.register(fs.FlagSet, "make this end the virtual host answering for `address` or prefix (repeatable) instead of a device")
@@ -88,9 +92,10 @@ func relayCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	virtual := len(hf.addrs) > 0
-	if virtual && (df.dev != "" || df.attach || dc.hostAddr.IsValid() || dc.hostMAC != nil) {
-		return usagef("--addr makes this end the virtual host, which has no device: drop --dev, --attach, --host-addr and --host-mac")
+	if virtual && (df.dev != "" || df.attach || dc.hostAddr.IsValid() || dc.hostMAC != nil || rf.offload) {
+		return usagef("--addr makes this end the virtual host, which has no device: drop --dev, --attach, --host-addr, --host-mac and --offload")
 	}
+	dc.vnetHdr = rf.offload
 	scfg := relay.Config{Mode: dc.mode, Log: &log, Stats: new(relay.Stats)}
 	if rf.key != "" {
 		k, err := relay.LoadKey(rf.key)
@@ -150,11 +155,19 @@ func relayCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		dev = d
 		cfg.DeviceMTU = d.mtu
-		log.Info().Str("dev", d.Name()).Stringer("mode", dc.mode).Int("mtu", d.mtu).Msg("relay: device ready")
+		if rf.offload {
+			cfg.VnetHdr = true
+			scfg.Offload = enableOffload(d, log)
+		}
+		log.Info().Str("dev", d.Name()).Stringer("mode", dc.mode).Int("mtu", d.mtu).Bool("offload", scfg.Offload).Msg("relay: device ready")
 	}
 	scfg.MaxFrame = cfg.DeviceMTU
 	if dc.mode == tundev.TAP {
 		scfg.MaxFrame += 14
+	}
+	if scfg.Offload {
+		// Offload frames are a virtio-net header and up to gsoMaxSize bytes.
+		scfg.MaxFrame = tundev.VnetHdrLen + gsoMaxSize
 	}
 	cfg.Session = scfg
 	err = relay.Run(ctx, dev, cfg)
@@ -170,6 +183,29 @@ func relayCmd(args []string, stdout, stderr io.Writer) error {
 		err = hostErr
 	}
 	return err
+}
+
+// gsoMaxSize bounds the device's segmentation-offload packets so that one,
+// with its virtio-net header, fits every relay frame (at most 65535 bytes
+// less an AEAD tag on TCP, 65507 less the keyed header on UDP).
+const gsoMaxSize = 65000
+
+// enableOffload checks that the kernel takes the device's offloads and
+// bounds their size; on failure it says why and the relay carries plain
+// packets (the virtio-net header is stripped and added locally).
+func enableOffload(d *device, log zerolog.Logger) bool {
+	err := d.SetOffload(true)
+	if err == nil {
+		err = d.SetOffload(false) // on only while a peer takes it
+	}
+	if err == nil {
+		err = tundev.SetGSOMaxSize(d.Name(), gsoMaxSize)
+	}
+	if err != nil {
+		log.Warn().Err(err).Msg("relay: --offload unavailable; carrying plain packets")
+		return false
+	}
+	return true
 }
 
 func relayCounters(s *relay.Stats) []stack.Counter {

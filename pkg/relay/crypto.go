@@ -21,7 +21,11 @@ var cipherSuite = noise.NewCipherSuite(noise.DH25519, noise.CipherChaChaPoly, no
 // an ephemeral key, the 2-byte hello and its tag.
 const hsMsgSize = 32 + helloSize + TagSize
 
-const helloSize = 2
+const helloSize = 3
+
+// helloOffload in the hello's flags byte: this end carries virtio-net
+// headers and segmentation-offload frames (Config.Offload).
+const helloOffload = 1
 
 // rejectAfter is the last nonce a transport key may use; wireguard-go stops
 // 2^13 short of the Noise limit, as do we. A session that reaches it (after
@@ -46,22 +50,29 @@ func newHandshake(key *Key, initiator bool, transport string) *noise.HandshakeSt
 	return hs
 }
 
-// hello is a handshake payload: our protocol version and mode.
-func hello(mode tundev.Mode) []byte { return []byte{protoVersion, byte(mode)} }
+// hello is a handshake payload: our protocol version, mode and flags.
+func hello(mode tundev.Mode, offload bool) []byte {
+	var flags byte
+	if offload {
+		flags |= helloOffload
+	}
+	return []byte{protoVersion, byte(mode), flags}
+}
 
-// checkHello checks the peer's handshake payload against ours.
-func checkHello(p []byte, mode tundev.Mode) error {
+// checkHello checks the peer's handshake payload against ours and reports
+// whether the peer offers offload.
+func checkHello(p []byte, mode tundev.Mode) (offload bool, err error) {
 	if len(p) != helloSize {
-		return fmt.Errorf("%w: handshake payload is %d bytes, want %d", ErrHandshake, len(p), helloSize)
+		return false, fmt.Errorf("%w: handshake payload is %d bytes, want %d", ErrHandshake, len(p), helloSize)
 	}
 	if p[0] != protoVersion {
-		return fmt.Errorf("%w: peer speaks relay protocol version %d, this end version %d: run the same vhost version on both ends",
+		return false, fmt.Errorf("%w: peer speaks relay protocol version %d, this end version %d: run the same vhost version on both ends",
 			ErrHandshake, p[0], protoVersion)
 	}
 	if peer := tundev.Mode(p[1]); peer != mode {
-		return &modeError{peer: peer, local: mode}
+		return false, &modeError{peer: peer, local: mode}
 	}
-	return nil
+	return p[2]&helloOffload != 0, nil
 }
 
 // aeadState is one direction of a Noise transport: the ChaCha20-Poly1305 key

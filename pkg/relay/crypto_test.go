@@ -12,14 +12,14 @@ import (
 func handshakePair(t testing.TB, key *Key) (iSend, iRecv, rSend, rRecv *noise.CipherState) {
 	t.Helper()
 	ini, res := newHandshake(key, true, "test"), newHandshake(key, false, "test")
-	m1, _, _, err := ini.WriteMessage(nil, hello(1))
+	m1, _, _, err := ini.WriteMessage(nil, hello(1, false))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, _, _, err := res.ReadMessage(nil, m1); err != nil {
 		t.Fatal(err)
 	}
-	m2, r1, r2, err := res.WriteMessage(nil, hello(1))
+	m2, r1, r2, err := res.WriteMessage(nil, hello(1, false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestHandshakeWrongKey(t *testing.T) {
 	k1, _ := GenerateKey()
 	k2, _ := GenerateKey()
 	ini, res := newHandshake(&k1, true, "tcp"), newHandshake(&k2, false, "tcp")
-	m1, _, _, _ := ini.WriteMessage(nil, hello(1))
+	m1, _, _, _ := ini.WriteMessage(nil, hello(1, false))
 	if _, _, _, err := res.ReadMessage(nil, m1); err == nil {
 		t.Fatal("responder with another key accepted the first message")
 	}

@@ -34,6 +34,11 @@ type RunConfig struct {
 	// DeviceMTU bounds the frames written to the device: frames larger than
 	// DeviceMTU (plus 14 on TAP) are dropped and counted.
 	DeviceMTU int
+	// VnetHdr says the device's packets carry a virtio-net header
+	// (tundev.Config.VnetHdr). Run then turns the device's offloads on
+	// while the session carries them (Session.Offload) and off otherwise,
+	// stripping and adding the header itself for a peer without offload.
+	VnetHdr bool
 	// Backoff bounds the client's reconnection delay. Default 100ms to 5s.
 	MinBackoff, MaxBackoff time.Duration
 	Log                    zerolog.Logger
@@ -103,6 +108,8 @@ type runner struct {
 	maxDev int
 	cancel context.CancelCauseFunc
 
+	devOffload bool // the device's offloads are on (deviceToPeer only)
+
 	mu  sync.Mutex
 	cur Session // the session the device's packets go to; nil: none
 }
@@ -160,16 +167,58 @@ func (r *runner) deviceToPeer() error {
 			r.stats.DropNoPeer.Add(uint64(n))
 			continue
 		}
-		for i := range n {
-			pkts[i] = bufs[i][:tundev.Headroom+sizes[i]]
+		off := tundev.Headroom
+		m := 0
+		if r.cfg.VnetHdr {
+			r.matchOffload(s.Offload())
+			if !r.devOffload {
+				// The peer takes bare packets: strip the header. Packets
+				// queued before offload was turned off cannot be sent.
+				off += tundev.VnetHdrLen
+				for i := range n {
+					h := bufs[i][tundev.Headroom:]
+					if sizes[i] < tundev.VnetHdrLen || h[0]&tundev.VnetFlagNeedsCsum != 0 || h[1] != tundev.VnetGSONone {
+						r.stats.DropOffload.Add(1)
+						continue
+					}
+					pkts[m] = bufs[i][:tundev.Headroom+sizes[i]]
+					m++
+				}
+			}
 		}
-		if _, err := s.Write(pkts[:n], tundev.Headroom); err != nil {
+		if off == tundev.Headroom {
+			for i := range n {
+				pkts[i] = bufs[i][:tundev.Headroom+sizes[i]]
+			}
+			m = n
+		}
+		if m == 0 {
+			continue
+		}
+		if _, err := s.Write(pkts[:m], off); err != nil {
 			// The session's reader sees the failure too and ends it.
 			if e := r.log.Debug(); e.Enabled() {
 				e.Err(err).Msg("relay: send failed")
 			}
 		}
 	}
+}
+
+// matchOffload turns the device's offloads on or off to match the session.
+func (r *runner) matchOffload(on bool) {
+	if on == r.devOffload {
+		return
+	}
+	d, ok := r.dev.(interface{ SetOffload(bool) error })
+	if !ok {
+		return
+	}
+	if err := d.SetOffload(on); err != nil {
+		r.log.Warn().Err(err).Msg("relay: cannot change the device's offloads")
+		return
+	}
+	r.devOffload = on
+	r.log.Debug().Bool("offload", on).Msg("relay: device offloads changed")
 }
 
 // peerToDevice reads s and writes its frames to the device until s fails.
@@ -184,9 +233,29 @@ func (r *runner) peerToDevice(s Session) error {
 			return err
 		}
 		pkts = pkts[:0]
+		// With a virtio-net header on the device, a frame either carries
+		// one (offload) or gets a zero one (a plain packet) in its headroom.
+		hdr := r.cfg.VnetHdr && s.Offload()
+		off := tundev.Headroom
+		if r.cfg.VnetHdr && !hdr {
+			off -= tundev.VnetHdrLen
+		}
 		for i := range n {
 			f := bufs[i][tundev.Headroom : tundev.Headroom+sizes[i]]
-			if len(f) > r.maxDev {
+			limit := r.maxDev
+			if hdr {
+				if len(f) < tundev.VnetHdrLen {
+					r.stats.DropWrongMode.Add(1)
+					continue
+				}
+				if f[1] != tundev.VnetGSONone {
+					// A segmentation-offload super-packet: the kernel
+					// splits it to the MTU.
+					limit = tundev.MaxPacket
+				}
+				f = f[tundev.VnetHdrLen:]
+			}
+			if len(f) > limit || len(f) == 0 {
 				// Never write a frame the device cannot carry.
 				r.stats.DropDeviceMTU.Add(1)
 				continue
@@ -200,12 +269,15 @@ func (r *runner) peerToDevice(s Session) error {
 				}
 				continue
 			}
+			if off < tundev.Headroom {
+				clear(bufs[i][off:tundev.Headroom])
+			}
 			pkts = append(pkts, bufs[i][:tundev.Headroom+sizes[i]])
 		}
 		if len(pkts) == 0 {
 			continue
 		}
-		if _, err := r.dev.Write(pkts, tundev.Headroom); err != nil {
+		if _, err := r.dev.Write(pkts, off); err != nil {
 			r.cancel(fmt.Errorf("device %s: %w", r.dev.Name(), err))
 			return err
 		}

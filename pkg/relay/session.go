@@ -59,6 +59,12 @@ type Session interface {
 	// Peer is the remote address: the TCP peer, the connected UDP peer, or
 	// the current peer of a UDP server (nil before it has one).
 	Peer() net.Addr
+	// Offload reports whether frames carry a virtio-net header in front of
+	// the packet, and may be segmentation-offload super-packets: negotiated
+	// in a keyed handshake when both ends set Config.Offload, asserted by
+	// Config.Offload on a plain session. On a UDP server it follows the
+	// current peer.
+	Offload() bool
 }
 
 // Config configures a session.
@@ -82,6 +88,11 @@ type Config struct {
 	Log *zerolog.Logger
 	// Stats receives the session's counters. Nil means a private Stats.
 	Stats *Stats
+	// Offload says this end's frames carry virtio-net headers and may be
+	// segmentation-offload super-packets of up to 64 KiB. With a key it is
+	// offered in the handshake and used when the peer offers it too; on a
+	// plain session (no handshake) both ends must set it.
+	Offload bool
 }
 
 // Defaults.

@@ -28,6 +28,7 @@ type Stats struct {
 	// Counted by Run, on the way to the device.
 	DropDeviceMTU atomic.Uint64 // frame larger than the device's MTU (plus 14 on TAP)
 	DropWrongMode atomic.Uint64 // not an IP packet on TUN, shorter than an Ethernet header on TAP
+	DropOffload   atomic.Uint64 // offload packet from the device while the peer takes none
 }
 
 // Counter is one named value of a Stats snapshot.
@@ -57,5 +58,6 @@ func (s *Stats) Snapshot() []Counter {
 		{"drop_unreachable", s.DropUnreachable.Load()},
 		{"drop_device_mtu", s.DropDeviceMTU.Load()},
 		{"drop_wrong_mode", s.DropWrongMode.Load()},
+		{"drop_offload", s.DropOffload.Load()},
 	}
 }

@@ -31,7 +31,8 @@ type tcpSession struct {
 	stats    *Stats
 	log      *zerolog.Logger
 	keyed    bool
-	maxFrame int // largest plaintext frame
+	offload  bool // frames carry virtio-net headers (negotiated, or asserted on a plain session)
+	maxFrame int  // largest plaintext frame
 	closed   atomic.Bool
 
 	// Read side: only the reading goroutine.
@@ -50,7 +51,7 @@ type tcpSession struct {
 
 func newTCP(conn net.Conn, cfg Config, initiator bool) (*tcpSession, error) {
 	cfg = cfg.withDefaults()
-	s := &tcpSession{conn: conn, stats: cfg.Stats, log: cfg.Log, keyed: cfg.Key != nil}
+	s := &tcpSession{conn: conn, stats: cfg.Stats, log: cfg.Log, keyed: cfg.Key != nil, offload: cfg.Offload}
 	wireMax := maxStreamFrame
 	if s.keyed {
 		s.maxFrame = clampFrame(cfg.MaxFrame, maxStreamFrame-TagSize)
@@ -130,7 +131,7 @@ func (s *tcpSession) handshake(cfg Config, initiator bool) error {
 	}
 
 	if initiator {
-		if _, err := writeMsg(hello(cfg.Mode)); err != nil {
+		if _, err := writeMsg(hello(cfg.Mode, cfg.Offload)); err != nil {
 			return err
 		}
 		msg, err := readMsg()
@@ -141,9 +142,11 @@ func (s *tcpSession) handshake(cfg Config, initiator bool) error {
 		if err != nil {
 			return fmt.Errorf("%w: with %s: response does not authenticate (wrong key?): %v", ErrHandshake, peer, err)
 		}
-		if err := checkHello(payload, cfg.Mode); err != nil {
+		peerOffload, err := checkHello(payload, cfg.Mode)
+		if err != nil {
 			return err
 		}
+		s.offload = cfg.Offload && peerOffload
 		s.send, s.recv = newAEAD(cs1), newAEAD(cs2)
 		return nil
 	}
@@ -155,8 +158,9 @@ func (s *tcpSession) handshake(cfg Config, initiator bool) error {
 	if err != nil {
 		return fmt.Errorf("%w: with %s: wrong key, or the peer is not using one", ErrHandshake, peer)
 	}
-	helloErr := checkHello(payload, cfg.Mode)
-	cp, err := writeMsg(hello(cfg.Mode))
+	peerOffload, helloErr := checkHello(payload, cfg.Mode)
+	s.offload = cfg.Offload && peerOffload
+	cp, err := writeMsg(hello(cfg.Mode, cfg.Offload))
 	if err != nil {
 		return err
 	}
@@ -166,6 +170,9 @@ func (s *tcpSession) handshake(cfg Config, initiator bool) error {
 	s.recv, s.send = newAEAD(cp.c1), newAEAD(cp.c2)
 	return nil
 }
+
+// Offload reports whether frames carry virtio-net headers.
+func (s *tcpSession) Offload() bool { return s.offload }
 
 func (s *tcpSession) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if s.rerr != nil {

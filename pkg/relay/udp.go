@@ -124,7 +124,8 @@ type udpSession struct {
 
 // keyset is one handshake's transport keys.
 type keyset struct {
-	peer   netip.AddrPort
+	peer    netip.AddrPort
+	offload bool // both ends carry virtio-net headers
 	send   aeadState
 	sendN  uint64 // under udpSession.mu
 	recv   aeadState
@@ -166,7 +167,7 @@ func (s *udpSession) clientHandshake() error {
 	peer := s.peer.String()
 	timeout := s.cfg.HandshakeTimeout
 	hs := newHandshake(s.cfg.Key, true, "udp")
-	init, _, _, err := hs.WriteMessage([]byte{msgInit}, hello(s.cfg.Mode))
+	init, _, _, err := hs.WriteMessage([]byte{msgInit}, hello(s.cfg.Mode, s.cfg.Offload))
 	if err != nil {
 		return fmt.Errorf("%w: with %s: %v", ErrHandshake, peer, err)
 	}
@@ -205,11 +206,12 @@ func (s *udpSession) clientHandshake() error {
 				s.stats.DropHandshake.Add(1)
 				continue
 			}
-			if err := checkHello(payload, s.cfg.Mode); err != nil {
+			peerOffload, err := checkHello(payload, s.cfg.Mode)
+			if err != nil {
 				s.stats.DropHandshake.Add(1)
 				return err
 			}
-			s.cur = &keyset{peer: s.peer, send: newAEAD(cs1), recv: newAEAD(cs2)}
+			s.cur = &keyset{peer: s.peer, send: newAEAD(cs1), recv: newAEAD(cs2), offload: s.cfg.Offload && peerOffload}
 			s.lastRecv = time.Now()
 			s.stats.Handshakes.Add(1)
 			s.log.Debug().Str("peer", peer).Str("transport", "udp").Msg("relay: handshake complete")
@@ -499,8 +501,8 @@ func (s *udpSession) handleInit(d []byte, from netip.AddrPort) {
 		s.warn(from, "relay: udp handshake does not authenticate: wrong key, or not a keyed vhost")
 		return
 	}
-	helloErr := checkHello(payload, s.cfg.Mode)
-	resp, cs1, cs2, err := hs.WriteMessage([]byte{msgResponse}, hello(s.cfg.Mode))
+	peerOffload, helloErr := checkHello(payload, s.cfg.Mode)
+	resp, cs1, cs2, err := hs.WriteMessage([]byte{msgResponse}, hello(s.cfg.Mode, s.cfg.Offload))
 	if err != nil {
 		s.stats.DropHandshake.Add(1)
 		return
@@ -512,7 +514,7 @@ func (s *udpSession) handleInit(d []byte, from netip.AddrPort) {
 		s.warn(from, helloErr.Error())
 		return
 	}
-	s.pending = &keyset{peer: from, recv: newAEAD(cs1), send: newAEAD(cs2)}
+	s.pending = &keyset{peer: from, recv: newAEAD(cs1), send: newAEAD(cs2), offload: s.cfg.Offload && peerOffload}
 	s.lastInit = append(s.lastInit[:0], d...)
 	s.initFrom = from
 	s.lastResp = resp
@@ -617,4 +619,15 @@ func (s *udpSession) Peer() net.Addr {
 		return nil
 	}
 	return net.UDPAddrFromAddrPort(s.peer)
+}
+
+// Offload reports whether frames carry virtio-net headers: Config.Offload on
+// a plain session, what the current peer's handshake agreed on a keyed one.
+func (s *udpSession) Offload() bool {
+	if !s.keyed {
+		return s.cfg.Offload
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur != nil && s.cur.offload
 }

@@ -30,7 +30,22 @@ type Config struct {
 	// PacketInfo keeps the kernel's 4-byte packet information header in
 	// front of every packet. The default (false) sets IFF_NO_PI.
 	PacketInfo bool
+	// VnetHdr puts a virtio-net header (VnetHdrLen bytes) in front of every
+	// packet read and written (IFF_VNET_HDR). With SetOffload the kernel
+	// then hands over TCP segmentation-offload super-packets of up to 64 KiB
+	// and packets whose checksum is still to be completed, and accepts them.
+	VnetHdr bool
 }
+
+// VnetHdrLen is the size of the virtio-net header (struct virtio_net_hdr)
+// in front of each packet of a device opened with Config.VnetHdr.
+const VnetHdrLen = 10
+
+// Fields of the virtio-net header (include/uapi/linux/virtio_net.h).
+const (
+	VnetFlagNeedsCsum = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM: checksum at csum_start+csum_offset still to do
+	VnetGSONone       = 0 // VIRTIO_NET_HDR_GSO_NONE: gso_type of an ordinary packet
+)
 
 // PersistConfig describes a persistent device for CreatePersistent.
 type PersistConfig struct {

@@ -74,6 +74,19 @@ func Configure(name string, c LinkConfig) error {
 	return nil
 }
 
+// SetGSOMaxSize bounds the size of the segmentation-offload packets the
+// kernel builds for the device, so that they fit a relay frame.
+func SetGSOMaxSize(name string, size int) error {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return linkError(name, err)
+	}
+	if err := netlink.LinkSetGSOMaxSize(link, size); err != nil {
+		return fmt.Errorf("tundev: configure %s: set gso_max_size %d: %w", name, size, err)
+	}
+	return nil
+}
+
 // LinkMTU returns the MTU of the interface called name.
 func LinkMTU(name string) (int, error) {
 	link, err := netlink.LinkByName(name)

@@ -166,6 +166,9 @@ func openTun(cfg Config) (fd int, name string, flags uint16, err error) {
 	if cfg.MultiQueue {
 		flags |= unix.IFF_MULTI_QUEUE
 	}
+	if cfg.VnetHdr {
+		flags |= unix.IFF_VNET_HDR
+	}
 
 	fd, err = unix.Open(tunPath, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -416,6 +419,30 @@ func (f *FD) opError(op string, err error) error {
 		return &closedError{op: op, name: f.name}
 	}
 	return fmt.Errorf("tundev: %s %s: %w", op, f.name, err)
+}
+
+// SetOffload turns the kernel's offloads to this queue on (checksum, TCP
+// segmentation over IPv4 and IPv6: TUNSETOFFLOAD) or off. It needs a device
+// opened with Config.VnetHdr. Turning them off makes the kernel segment and
+// checksum in software before packets reach the queue.
+func (f *FD) SetOffload(on bool) error {
+	if f.flags&unix.IFF_VNET_HDR == 0 {
+		return fmt.Errorf("tundev: offload on %s: the device was opened without a virtio-net header (Config.VnetHdr)", f.name)
+	}
+	var flags int
+	if on {
+		flags = unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6
+	}
+	var err error
+	if cerr := f.rc.Control(func(fd uintptr) {
+		err = unix.IoctlSetInt(int(fd), unix.TUNSETOFFLOAD, flags)
+	}); cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("tundev: offload on %s: TUNSETOFFLOAD: %w (this kernel may lack TUN offloads)", f.name, err)
+	}
+	return nil
 }
 
 // Close closes the queue, unblocking a pending Read or Write. It is

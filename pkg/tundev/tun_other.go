@@ -47,3 +47,6 @@ func LinkMTU(name string) (int, error) { return 0, errNotSupported }
 func NewSocketpair(mode Mode, name string) (*FD, *os.File, error) {
 	return nil, nil, errNotSupported
 }
+
+// SetGSOMaxSize returns an error: TUN/TAP devices need Linux.
+func SetGSOMaxSize(name string, size int) error { return errNotSupported }
