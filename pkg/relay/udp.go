@@ -126,10 +126,10 @@ type udpSession struct {
 type keyset struct {
 	peer    netip.AddrPort
 	offload bool // both ends carry virtio-net headers
-	send   aeadState
-	sendN  uint64 // under udpSession.mu
-	recv   aeadState
-	replay replay.Filter // reading goroutine only
+	send    aeadState
+	sendN   uint64 // under udpSession.mu
+	recv    aeadState
+	replay  replay.Filter // reading goroutine only
 }
 
 func newUDP(conn *net.UDPConn, cfg Config, client bool) (*udpSession, error) {
