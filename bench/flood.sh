@@ -4,8 +4,10 @@
 #
 #   sudo bench/flood.sh [COUNT] [ROUNDS]      (default 200000 packets, 1 round)
 #
-# Prints replies/s, loss and vhost's CPU time per reply for each case, and
-# each case's rate as a ratio to the kernel-over-veth rate of the same round.
+# Prints replies/s, loss and the responder's CPU time per reply for each case,
+# and each case's rate as a ratio to the kernel-over-veth rate of the same
+# round. A bare read/swap/write responder (bench/rawresp) runs beside vhost
+# as the floor: what the TUN device path allows on this machine.
 set -euo pipefail
 
 count=${1:-200000}
@@ -31,7 +33,7 @@ for t in ping ip go; do
 	command -v "$t" >/dev/null || { echo "flood.sh: needs $t" >&2; exit 2; }
 done
 
-(cd "$here" && go build -o "$tmp/vhost" ./cmd/vhost)
+(cd "$here" && go build -o "$tmp/vhost" ./cmd/vhost && go build -o "$tmp/rawresp" ./bench/rawresp)
 ticks=$(getconf CLK_TCK)
 
 # flood NS DST: prints "replies_per_s loss_percent received"
@@ -71,6 +73,26 @@ vhost_case() { # MODE
 		'BEGIN { printf "%.0f %.3f %.2f\n", r, l, n ? c / hz * 1e6 / n : 0 }'
 }
 
+# raw_case: the floor of a userspace responder on a TUN (bench/rawresp).
+raw_case() {
+	ip netns add "$ns"
+	ip netns exec "$ns" "$tmp/rawresp" vhb0 >"$tmp/raw.log" &
+	local pid=$!
+	for _ in $(seq 50); do grep -q ready "$tmp/raw.log" 2>/dev/null && break; sleep 0.1; done
+	ip -n "$ns" addr add 10.0.0.1/24 dev vhb0
+	ip -n "$ns" link set vhb0 up
+	ip netns exec "$ns" ping -q -c 3 -i 0.2 10.0.0.2 >/dev/null
+	local c0 r c1
+	c0=$(cpu "$pid")
+	r=$(flood "$ns" 10.0.0.2)
+	c1=$(cpu "$pid")
+	kill "$pid"; wait "$pid" 2>/dev/null || true
+	ip netns del "$ns"
+	set -- $r
+	awk -v r="$1" -v l="$2" -v n="$3" -v c=$((c1 - c0)) -v hz="$ticks" \
+		'BEGIN { printf "%.0f %.3f %.2f\n", r, l, n ? c / hz * 1e6 / n : 0 }'
+}
+
 kernel_case() {
 	ip netns add "$nsa"; ip netns add "$nsb"
 	ip link add vhba type veth peer name vhbb
@@ -89,10 +111,11 @@ printf '%-6s %-22s %12s %8s %14s %10s\n' round case "replies/s" "loss%" "cpu us/
 : >"$tmp/ratios"
 for round in $(seq "$rounds"); do
 	k=$(kernel_case)
+	raw=$(raw_case)
 	tun=$(vhost_case tun)
 	tap=$(vhost_case tap)
 	kr=${k%% *}
-	for row in "kernel-over-veth|$k" "vhost-tun|$tun" "vhost-tap|$tap"; do
+	for row in "kernel-over-veth|$k" "raw-responder-tun|$raw" "vhost-tun|$tun" "vhost-tap|$tap"; do
 		name=${row%%|*}; set -- ${row#*|}
 		ratio=$(awk -v a="$1" -v b="$kr" 'BEGIN { printf "%.2f", a / b }')
 		echo "$name $ratio $2" >>"$tmp/ratios"
@@ -102,7 +125,7 @@ done
 # The machine is shared and noisy: the median of the per-round ratios is the
 # figure to quote; the worst loss of any round is shown beside it.
 echo
-for name in vhost-tun vhost-tap; do
+for name in raw-responder-tun vhost-tun vhost-tap; do
 	awk -v n="$name" '$1 == n { print $2, $3 }' "$tmp/ratios" | sort -n |
 		awk -v n="$name" '{ r[++c] = $1; if ($2 > l) l = $2 }
 		END { m = (c % 2) ? r[(c + 1) / 2] : (r[c / 2] + r[c / 2 + 1]) / 2

@@ -414,9 +414,21 @@ func (b *logBuffer) find(msg string) (logLine, bool) {
 	return logLine{}, false
 }
 
+// findAll returns every line whose message is msg.
+func (b *logBuffer) findAll(msg string) []logLine {
+	var out []logLine
+	for _, l := range b.snapshot() {
+		if l.message() == msg {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // vhost is a running vhost process.
 type vhost struct {
 	ns     *netNS
+	argv   []string // the command line run inside the namespace
 	cmd    *exec.Cmd
 	log    *logBuffer
 	stdout bytes.Buffer
@@ -443,7 +455,33 @@ func startVhost(t *testing.T, ns *netNS, args ...string) *vhost {
 // vhost itself).
 func startVhostArgv(t *testing.T, ns *netNS, argv []string) *vhost {
 	t.Helper()
-	v := &vhost{ns: ns, log: newLogBuffer(), done: make(chan struct{})}
+	v := spawnVhost(t, ns, argv)
+	l, ok := v.waitLog(t, "vhost up", upTimeout)
+	if !ok {
+		v.fatalNotReady(t, "vhost up")
+	}
+	v.up = l
+	v.dev, v.mode, v.mac = l.str("dev"), l.str("mode"), l.str("mac")
+	if a, ok := l.fields["addrs"].([]any); ok {
+		for _, x := range a {
+			if s, ok := x.(string); ok {
+				v.addrs = append(v.addrs, s)
+			}
+		}
+	}
+	if v.dev == "" {
+		t.Fatalf("\"vhost up\" line has no dev field: %s", l.raw)
+	}
+	t.Logf("vhost up in %s: %s", ns.name, l.raw)
+	return v
+}
+
+// spawnVhost starts argv in the namespace without waiting for anything,
+// collecting its stderr as log lines. The process is killed at cleanup if
+// still running.
+func spawnVhost(t *testing.T, ns *netNS, argv []string) *vhost {
+	t.Helper()
+	v := &vhost{ns: ns, argv: argv, log: newLogBuffer(), done: make(chan struct{})}
 	v.cmd = exec.Command("ip", append([]string{"netns", "exec", ns.name}, argv...)...)
 	v.cmd.Stdout = &v.stdout
 	v.cmd.Stderr = v.log
@@ -469,48 +507,50 @@ func startVhostArgv(t *testing.T, ns *netNS, argv []string) *vhost {
 		}
 	})
 
-	l, ok := v.waitLog(t, "vhost up", upTimeout)
-	if !ok {
-		select {
-		case <-v.done:
-			t.Fatalf("%q exited before \"vhost up\": %v\nstderr:\n%s", argv, v.err, v.log)
-		default:
-			t.Fatalf("%q: no \"vhost up\" line within %v\nstderr:\n%s", argv, upTimeout, v.log)
-		}
-	}
-	v.up = l
-	v.dev, v.mode, v.mac = l.str("dev"), l.str("mode"), l.str("mac")
-	if a, ok := l.fields["addrs"].([]any); ok {
-		for _, x := range a {
-			if s, ok := x.(string); ok {
-				v.addrs = append(v.addrs, s)
-			}
-		}
-	}
-	if v.dev == "" {
-		t.Fatalf("\"vhost up\" line has no dev field: %s", l.raw)
-	}
-	t.Logf("vhost up in %s: %s", ns.name, l.raw)
 	return v
+}
+
+// fatalNotReady fails the test for a process that did not log msg within
+// upTimeout, saying whether it exited.
+func (v *vhost) fatalNotReady(t *testing.T, msg string) {
+	t.Helper()
+	select {
+	case <-v.done:
+		t.Fatalf("%q exited before %q: %v\nstderr:\n%s", v.argv, msg, v.err, v.log)
+	default:
+		t.Fatalf("%q: no %q line within %v\nstderr:\n%s", v.argv, msg, upTimeout, v.log)
+	}
 }
 
 // waitLog waits up to timeout for a line with message msg. It gives up
 // early when the process exits without having logged it.
 func (v *vhost) waitLog(t *testing.T, msg string, timeout time.Duration) (logLine, bool) {
 	t.Helper()
+	var l logLine
+	ok := v.waitFor(timeout, func() bool {
+		var found bool
+		l, found = v.log.find(msg)
+		return found
+	})
+	return l, ok
+}
+
+// waitFor waits up to timeout for cond, which it checks now and whenever a
+// log line arrives. It gives up early when the process exits with cond
+// still false.
+func (v *vhost) waitFor(timeout time.Duration, cond func() bool) bool {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
-		if l, ok := v.log.find(msg); ok {
-			return l, true
+		if cond() {
+			return true
 		}
 		select {
 		case <-v.log.changed:
 		case <-v.done:
-			l, ok := v.log.find(msg)
-			return l, ok
+			return cond()
 		case <-deadline.C:
-			return logLine{}, false
+			return false
 		}
 	}
 }
@@ -538,6 +578,13 @@ func (v *vhost) wait(timeout time.Duration) (code int, exited bool) {
 // logged on the way out.
 func (v *vhost) stop(t *testing.T) counters {
 	t.Helper()
+	v.terminate(t)
+	return v.counters(t)
+}
+
+// terminate sends SIGTERM and expects exit status 0 within stopTimeout.
+func (v *vhost) terminate(t *testing.T) {
+	t.Helper()
 	v.signal(t, syscall.SIGTERM)
 	code, ok := v.wait(stopTimeout)
 	if !ok {
@@ -546,7 +593,6 @@ func (v *vhost) stop(t *testing.T) counters {
 	if code != 0 {
 		t.Fatalf("vhost exit status after SIGTERM = %d, want 0\nstderr:\n%s", code, v.log)
 	}
-	return v.counters(t)
 }
 
 // counters are vhost's counters by name.
@@ -556,12 +602,19 @@ type counters map[string]uint64
 // must be present as a non-negative integer.
 func (v *vhost) counters(t *testing.T) counters {
 	t.Helper()
+	return v.countersNamed(t, counterNames)
+}
+
+// countersNamed parses the named fields of the "counters" line of an
+// exited vhost; each must be present as a non-negative integer.
+func (v *vhost) countersNamed(t *testing.T, names []string) counters {
+	t.Helper()
 	l, ok := v.log.find("counters")
 	if !ok {
 		t.Fatalf("no \"counters\" line in vhost's log:\n%s", v.log)
 	}
 	c := counters{}
-	for _, name := range counterNames {
+	for _, name := range names {
 		x, ok := l.fields[name].(json.Number)
 		if !ok {
 			t.Errorf("counters line: field %q missing or not a number: %s", name, l.raw)

@@ -32,8 +32,9 @@ each other and every frame is encrypted and authenticated (Noise NNpsk0:
 Curve25519, ChaCha20-Poly1305, BLAKE2s), and replays are rejected.
 
 A client reconnects with backoff when the server goes away; the server takes
-the next client when one leaves, and a new client that connects (and, with a
-key, authenticates) while another is connected replaces it.
+the next client when one leaves. A second TCP client from another host is
+refused while one is connected; one from the same host (a restart) replaces
+the old connection.
 
 Examples:
   vhost genkey > relay.key                     (mode 0600; copy it to the peer)

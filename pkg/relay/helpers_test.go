@@ -144,11 +144,16 @@ func pair(t testing.TB, v variant, ccfg, scfg Config) (c, s Session, cn conns) {
 	return c, r.s, conns{client: cc, server: r.conn}
 }
 
-// fill sets every payload to a pattern of its size and seed.
+// fill sets every payload to a pattern of its size and seed. The first byte
+// is an IPv4 version nibble, so each frame can be a TUN packet (a plain UDP
+// server takes a new peer only from such a datagram).
 func fill(bufs [][]byte, seed byte) [][]byte {
 	for i, b := range bufs {
 		for j := off; j < len(b); j++ {
 			b[j] = seed + byte(i) + byte(j*13)
+		}
+		if len(b) > off {
+			b[off] = 0x45
 		}
 	}
 	return bufs

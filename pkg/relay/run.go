@@ -260,7 +260,7 @@ func (r *runner) peerToDevice(s Session) error {
 				r.stats.DropDeviceMTU.Add(1)
 				continue
 			}
-			if !r.plausible(f) {
+			if !plausible(f, r.dev.Mode()) {
 				r.stats.DropWrongMode.Add(1)
 				if !warned {
 					warned = true
@@ -284,12 +284,15 @@ func (r *runner) peerToDevice(s Session) error {
 	}
 }
 
-// plausible reports whether f can be a packet of the device's mode: an IP
-// packet on TUN, an Ethernet frame on TAP. It catches peers of the other
-// mode on plain sessions, which have no handshake to tell.
-func (r *runner) plausible(f []byte) bool {
-	if r.dev.Mode() == tundev.TAP {
+// plausible reports whether f can be a packet of mode: an IP packet on
+// TUN, an Ethernet frame on TAP. It catches peers of the other mode on
+// plain sessions, which have no handshake to tell, and stray datagrams.
+func plausible(f []byte, mode tundev.Mode) bool {
+	if mode == tundev.TAP {
 		return len(f) >= ethHeaderLen
+	}
+	if len(f) == 0 {
+		return false
 	}
 	v := f[0] >> 4
 	return v == 4 || v == 6
@@ -332,12 +335,29 @@ func (r *runner) serveConn(ctx context.Context, conn net.Conn) {
 		}
 		return
 	}
+	if cur := r.session(); cur != nil && !sameHost(cur.Peer(), s.Peer()) {
+		// A second client from another host while one is connected is
+		// refused: two live clients would otherwise take the session from
+		// each other for ever. A client from the same host is taken as a
+		// restart of the current one and replaces it (attach logs that).
+		r.log.Warn().Stringer("peer", s.Peer()).Stringer("current", cur.Peer()).
+			Msg("relay: refused a second client while another is connected")
+		s.Close()
+		return
+	}
 	r.attach(s)
 	err = r.peerToDevice(s)
 	r.clearSession(s)
 	if ctx.Err() == nil {
 		r.log.Info().AnErr("reason", err).Stringer("peer", s.Peer()).Msg("relay: peer left")
 	}
+}
+
+// sameHost reports whether a and b are TCP addresses of the same host.
+func sameHost(a, b net.Addr) bool {
+	ta, ok1 := a.(*net.TCPAddr)
+	tb, ok2 := b.(*net.TCPAddr)
+	return ok1 && ok2 && ta.IP.Equal(tb.IP)
 }
 
 // attach makes s the current session and logs it.
@@ -429,7 +449,8 @@ func (r *runner) dial(ctx context.Context) error {
 				return nil
 			}
 			r.log.Warn().AnErr("reason", err).Str("server", r.cfg.Connect).Dur("retry_in", backoff).Msg("relay: connection lost; reconnecting")
-			if time.Since(start) > 10*r.cfg.MaxBackoff {
+			if time.Since(start) > r.cfg.MaxBackoff {
+				// The session worked for a while: start backing off anew.
 				backoff = r.cfg.MinBackoff
 			}
 		}

@@ -658,3 +658,36 @@ func TestStatsSnapshot(t *testing.T) {
 	}
 	_ = fmt.Sprint(names)
 }
+
+// TestUDPPlainStrayDoesNotLock: a first datagram that cannot be a packet of
+// the mode does not make its sender the peer; the real client's does.
+func TestUDPPlainStrayDoesNotLock(t *testing.T) {
+	v := variants[2]
+	su, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scfg := config(t, v, 1500)
+	s, err := ListenUDP(su, scfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	stranger, _ := net.DialUDP("udp", nil, su.LocalAddr().(*net.UDPAddr))
+	defer stranger.Close()
+	stranger.Write([]byte{0x00, 1, 2, 3}) // version 0: not an IP packet
+	cu, err := net.DialUDP("udp", nil, su.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := ClientUDP(cu, config(t, v, 1500))
+	defer c.Close()
+	expectOnlyMarker(t, c, s)
+	if got, want := s.Peer().String(), cu.LocalAddr().String(); got != want {
+		t.Errorf("server Peer() = %s, want the client %s", got, want)
+	}
+	if got := scfg.Stats.DropBadFrame.Load(); got != 1 {
+		t.Errorf("drop_bad_frame = %d, want 1", got)
+	}
+	expectOnlyMarker(t, s, c)
+}

@@ -122,6 +122,10 @@ type udpSession struct {
 	ka   [minData]byte
 }
 
+// plainPeerIdle is how long a plain UDP server's peer must have been quiet
+// before a datagram from another address may take its place.
+const plainPeerIdle = 3 * time.Second
+
 // keyset is one handshake's transport keys.
 type keyset struct {
 	peer    netip.AddrPort
@@ -364,14 +368,28 @@ func (s *udpSession) accept(buf []byte, offset int, m *recvMeta, now time.Time) 
 		case s.fixed.IsValid() && m.from != s.fixed:
 			s.stats.DropWrongPeer.Add(1)
 			return 0, false
-		case !s.peer.IsValid():
-			s.setPeer(m.from)
-			s.stats.PeerChanges.Add(1)
-			s.log.Info().Str("peer", m.from.String()).Msg("relay: udp peer")
-		case m.from != s.peer:
+		case m.from == s.peer:
+		case s.peer.IsValid() && !s.fixed.IsValid() && now.Sub(s.lastRecv) < plainPeerIdle:
+			// Another sender while the peer is active.
 			s.stats.DropWrongPeer.Add(1)
 			return 0, false
+		case !plausible(buf[offset:offset+m.n], s.cfg.Mode):
+			// Only what can be a packet of our mode takes the peer's place,
+			// so stray garbage cannot lock the real peer out.
+			s.stats.DropBadFrame.Add(1)
+			return 0, false
+		default:
+			// The first peer, or a new one (a restarted client has a new
+			// port) after the old one went quiet.
+			if s.peer.IsValid() {
+				s.log.Info().Str("old", s.peer.String()).Str("new", m.from.String()).Msg("relay: a new peer replaces the current one")
+			} else {
+				s.log.Info().Str("peer", m.from.String()).Msg("relay: peer connected")
+			}
+			s.setPeer(m.from)
+			s.stats.PeerChanges.Add(1)
 		}
+		s.lastRecv = now
 		return m.n, true
 	}
 	d := buf[offset-dataHdr : offset-dataHdr+m.n]
