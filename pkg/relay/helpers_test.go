@@ -90,7 +90,7 @@ func pair(t testing.TB, v variant, ccfg, scfg Config) (c, s Session, cn conns) {
 			cu.Close()
 			t.Fatal(err)
 		}
-		if _, err := c.Write(fill(bufsOf(1, 5), 1), off); err != nil {
+		if _, err := c.Write(fill(bufsOf(1, 20), 1), off); err != nil {
 			t.Fatal(err)
 		}
 		select {
@@ -137,7 +137,7 @@ func pair(t testing.TB, v variant, ccfg, scfg Config) (c, s Session, cn conns) {
 		t.Fatal(r.err)
 	}
 	t.Cleanup(func() { c.Close(); r.s.Close() })
-	if _, err := c.Write(fill(bufsOf(1, 5), 1), off); err != nil {
+	if _, err := c.Write(fill(bufsOf(1, 20), 1), off); err != nil {
 		t.Fatal(err)
 	}
 	readN(t, r.s, 1, 64, 5*time.Second)
@@ -146,7 +146,8 @@ func pair(t testing.TB, v variant, ccfg, scfg Config) (c, s Session, cn conns) {
 
 // fill sets every payload to a pattern of its size and seed. The first byte
 // is an IPv4 version nibble, so each frame can be a TUN packet (a plain UDP
-// server takes a new peer only from such a datagram).
+// server takes a new peer only from such a datagram), and so is the byte
+// after a virtio-net header's worth, for sessions with offload.
 func fill(bufs [][]byte, seed byte) [][]byte {
 	for i, b := range bufs {
 		for j := off; j < len(b); j++ {
@@ -154,6 +155,9 @@ func fill(bufs [][]byte, seed byte) [][]byte {
 		}
 		if len(b) > off {
 			b[off] = 0x45
+		}
+		if len(b) > off+tundev.VnetHdrLen {
+			b[off+tundev.VnetHdrLen] = 0x45 // the packet behind a virtio-net header
 		}
 	}
 	return bufs

@@ -34,3 +34,16 @@ func TestOffloadNegotiation(t *testing.T) {
 		}
 	}
 }
+
+// TestUDPPlainOffloadPeer: a plain UDP server with offload takes its peer
+// from a frame with a virtio-net header in front of the packet.
+func TestUDPPlainOffloadPeer(t *testing.T) {
+	v := variants[2]
+	ccfg, scfg := config(t, v, 1500), config(t, v, 1500)
+	ccfg.Offload, scfg.Offload = true, true
+	c, s, _ := pair(t, v, ccfg, scfg) // pair fails unless the server takes the client's first frame
+	if s.Peer() == nil {
+		t.Fatal("server has no peer")
+	}
+	c.Close()
+}

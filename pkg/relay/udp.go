@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/vhost-dev/vhost/pkg/tundev"
 	"golang.zx2c4.com/wireguard/replay"
 )
 
@@ -120,6 +122,18 @@ type udpSession struct {
 	cur  *keyset
 	pkts [][]byte // Write's batch, reused
 	ka   [minData]byte
+}
+
+// packet returns the packet in a plain frame: after the virtio-net header
+// when frames carry one.
+func (s *udpSession) packet(f []byte) []byte {
+	if !s.cfg.Offload {
+		return f
+	}
+	if len(f) < tundev.VnetHdrLen {
+		return nil
+	}
+	return f[tundev.VnetHdrLen:]
 }
 
 // plainPeerIdle is how long a plain UDP server's peer must have been quiet
@@ -373,7 +387,7 @@ func (s *udpSession) accept(buf []byte, offset int, m *recvMeta, now time.Time) 
 			// Another sender while the peer is active.
 			s.stats.DropWrongPeer.Add(1)
 			return 0, false
-		case !plausible(buf[offset:offset+m.n], s.cfg.Mode):
+		case !plausible(s.packet(buf[offset:offset+m.n]), s.cfg.Mode):
 			// Only what can be a packet of our mode takes the peer's place,
 			// so stray garbage cannot lock the real peer out.
 			s.stats.DropBadFrame.Add(1)
