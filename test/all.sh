@@ -29,5 +29,7 @@ echo "== go vet"
 go vet ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 10m ./...
-echo "== fuzz (short; run longer by hand: go test -run '^\$' -fuzz FuzzHandle -fuzztime 10m ./pkg/stack)"
+echo "== fuzz (short; run longer by hand, e.g. go test -run '^\$' -fuzz FuzzHandle -fuzztime 10m ./pkg/stack)"
 go test -run '^$' -fuzz '^FuzzHandle$' -fuzztime 20s ./pkg/stack
+go test -run '^$' -fuzz '^FuzzFrameReader$' -fuzztime 10s ./pkg/relay
+go test -run '^$' -fuzz '^FuzzOpenDatagram$' -fuzztime 10s ./pkg/relay

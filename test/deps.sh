@@ -12,6 +12,8 @@ need=(
 	setpriv:util-linux
 	mount:mount
 	sudo:sudo
+	socat:socat
+	iperf3:iperf3
 )
 
 missing=()

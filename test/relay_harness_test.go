@@ -51,7 +51,7 @@ var relayCounterNames = []string{
 	"keepalives_in", "keepalives_out", "peer_changes",
 	"drop_too_large", "drop_bad_frame", "drop_auth_failed", "drop_replay",
 	"drop_wrong_peer", "drop_handshake_failed", "drop_no_peer",
-	"drop_unreachable", "drop_device_mtu", "drop_wrong_mode",
+	"drop_unreachable", "drop_device_mtu", "drop_wrong_mode", "drop_offload",
 }
 
 // relayNet is the underlay: B with its bridge, A joined to it.
