@@ -15,6 +15,8 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/vhost-dev/vhost/internal/packettest"
 )
 
 // packetSocket is an AF_PACKET socket bound to a device inside a namespace:
@@ -186,27 +188,12 @@ func echoRequest(id, seq uint16) []gopacket.SerializableLayer {
 	}
 }
 
-// ipChecksum returns the Internet checksum of b (RFC 1071).
-func ipChecksum(b []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	return ^uint16(sum)
-}
-
 // fixIPChecksum recomputes the header checksum of the IPv4 packet at b
 // after a test changed a header field, so that only the intended field is
 // wrong. ihl is the header length in bytes to checksum.
 func fixIPChecksum(b []byte, ihl int) {
 	b[10], b[11] = 0, 0
-	c := ipChecksum(b[:ihl])
+	c := packettest.Checksum(b[:ihl])
 	b[10], b[11] = byte(c>>8), byte(c)
 }
 
@@ -252,10 +239,10 @@ func checkEchoReply(t *testing.T, pkt []byte, tap bool, want echoReplyCheck) {
 	if ip.TTL != 64 {
 		t.Errorf("reply TTL = %d, want 64", ip.TTL)
 	}
-	if c := ipChecksum(ip.Contents); c != 0 {
+	if c := packettest.Checksum(ip.Contents); c != 0 {
 		t.Errorf("reply IPv4 header checksum does not verify (residue %#04x)", c)
 	}
-	if c := ipChecksum(ip.Payload); c != 0 {
+	if c := packettest.Checksum(ip.Payload); c != 0 {
 		t.Errorf("reply ICMP checksum does not verify (residue %#04x)", c)
 	}
 	if icmp.TypeCode != layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoReply, 0) {

@@ -10,21 +10,9 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
-)
 
-func csum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
-}
+	"github.com/vhost-dev/vhost/internal/packettest"
+)
 
 func main() {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR, 0)
@@ -66,10 +54,10 @@ func main() {
 		copy(p[16:20], a[:])
 		p[ihl] = 0
 		p[ihl+2], p[ihl+3] = 0, 0
-		c := csum(p[ihl:])
+		c := packettest.Checksum(p[ihl:])
 		p[ihl+2], p[ihl+3] = byte(c>>8), byte(c)
 		p[10], p[11] = 0, 0
-		c = csum(p[:ihl])
+		c = packettest.Checksum(p[:ihl])
 		p[10], p[11] = byte(c>>8), byte(c)
 		unix.Syscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(n))
 	}

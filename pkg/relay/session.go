@@ -177,6 +177,17 @@ func errTooLarge(i, size, max int) error {
 	return fmt.Errorf("%w: write: packet %d is %d bytes, larger than the maximum frame %d", ErrFrameTooLarge, i, size, max)
 }
 
+// checkFrame refuses frame i of Write when it is empty or above max.
+func checkFrame(i, size, max int) error {
+	switch {
+	case size <= 0:
+		return errEmpty(i)
+	case size > max:
+		return errTooLarge(i, size, max)
+	}
+	return nil
+}
+
 func errEmpty(i int) error {
 	return fmt.Errorf("%w: write: packet %d is empty", ErrBadFrame, i)
 }

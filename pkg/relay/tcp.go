@@ -254,12 +254,7 @@ func (s *tcpSession) Write(bufs [][]byte, offset int) (int, error) {
 	bytes := 0
 	for i, b := range bufs {
 		size := len(b) - offset
-		if size <= 0 {
-			ferr = errEmpty(i)
-			break
-		}
-		if size > s.maxFrame {
-			ferr = errTooLarge(i, size, s.maxFrame)
+		if ferr = checkFrame(i, size, s.maxFrame); ferr != nil {
 			break
 		}
 		wire := size

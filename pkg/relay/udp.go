@@ -582,12 +582,7 @@ func (s *udpSession) Write(bufs [][]byte, offset int) (int, error) {
 	total := 0
 	for i, b := range bufs {
 		size := len(b) - offset
-		if size <= 0 {
-			ferr = errEmpty(i)
-			break
-		}
-		if size > s.maxFrame {
-			ferr = errTooLarge(i, size, s.maxFrame)
+		if ferr = checkFrame(i, size, s.maxFrame); ferr != nil {
 			break
 		}
 		pkt := b[offset:]

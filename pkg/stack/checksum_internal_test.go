@@ -3,22 +3,9 @@ package stack
 import (
 	"math/rand/v2"
 	"testing"
-)
 
-// refChecksum is RFC 1071's plain 16-bit loop.
-func refChecksum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
-}
+	"github.com/vhost-dev/vhost/internal/packettest"
+)
 
 func TestChecksumMatchesReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
@@ -27,7 +14,7 @@ func TestChecksumMatchesReference(t *testing.T) {
 		for i := range b {
 			b[i] = byte(r.Uint32())
 		}
-		if got, want := checksum(b), refChecksum(b); got != want {
+		if got, want := checksum(b), packettest.Checksum(b); got != want {
 			t.Fatalf("checksum(%d bytes) = %#04x, want %#04x", n, got, want)
 		}
 	}
@@ -35,7 +22,7 @@ func TestChecksumMatchesReference(t *testing.T) {
 	for i := range big {
 		big[i] = 0xff
 	}
-	if got, want := checksum(big), refChecksum(big); got != want {
+	if got, want := checksum(big), packettest.Checksum(big); got != want {
 		t.Fatalf("checksum(64 KiB of ff) = %#04x, want %#04x", got, want)
 	}
 }
@@ -54,8 +41,8 @@ func TestUpdateChecksum(t *testing.T) {
 		b[0], b[1] = 0, 0
 		nc := updateChecksum(c, old, 0)
 		b[2], b[3] = byte(nc>>8), byte(nc)
-		if refChecksum(b) != 0 {
-			t.Fatalf("incremental update left residue %#04x", refChecksum(b))
+		if packettest.Checksum(b) != 0 {
+			t.Fatalf("incremental update left residue %#04x", packettest.Checksum(b))
 		}
 	}
 }
