@@ -78,3 +78,7 @@ type closedError struct{ op, name string }
 
 func (e *closedError) Error() string { return "tundev: " + e.op + " " + e.name + ": device closed" }
 func (e *closedError) Unwrap() error { return ErrClosed }
+
+// ErrDeviceGone is returned (wrapped) by Read and Write when the device was
+// deleted under them (ip link del, or its network namespace removed).
+var ErrDeviceGone = errors.New("the device is gone (deleted, or its network namespace removed)")

@@ -292,7 +292,9 @@ func (f *FD) wait(fd uintptr, events int16) error {
 			return os.ErrClosed
 		}
 		if pfds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 && pfds[0].Revents&events == 0 {
-			return fmt.Errorf("poll: revents %#x (the device went away?)", pfds[0].Revents)
+			// A queue whose device was deleted (or whose namespace was
+			// removed) polls as an error for ever.
+			return ErrDeviceGone
 		}
 		return nil
 	}
@@ -417,6 +419,10 @@ var errNoRoom = errors.New("offset leaves no room in buffer")
 func (f *FD) opError(op string, err error) error {
 	if f.closed.Load() || errors.Is(err, os.ErrClosed) || strings.Contains(err.Error(), "use of closed file") {
 		return &closedError{op: op, name: f.name}
+	}
+	if errors.Is(err, unix.EBADFD) {
+		// What read(2) and write(2) return once the device is deleted.
+		err = ErrDeviceGone
 	}
 	return fmt.Errorf("tundev: %s %s: %w", op, f.name, err)
 }
