@@ -32,69 +32,78 @@ type packetSocket struct {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-// openPacketSocket opens the socket inside the namespace. The namespace
-// switch happens on a locked OS thread of its own goroutine; if switching
-// back fails, the goroutine exits still locked and Go discards the thread.
+// openPacketSocket opens the socket inside the namespace (see inNetNS).
 func openPacketSocket(t *testing.T, ns *netNS, dev string, tap bool) *packetSocket {
 	t.Helper()
 	typ, proto := unix.SOCK_DGRAM, uint16(unix.ETH_P_IP)
 	if tap {
 		typ, proto = unix.SOCK_RAW, uint16(unix.ETH_P_ALL)
 	}
+	s, err := inNetNS(ns, func() (*packetSocket, error) {
+		ifi, err := net.InterfaceByName(dev)
+		if err != nil {
+			return nil, fmt.Errorf("interface %s in %s: %w", dev, ns.name, err)
+		}
+		fd, err := unix.Socket(unix.AF_PACKET, typ|unix.SOCK_CLOEXEC, int(htons(proto)))
+		if err != nil {
+			return nil, fmt.Errorf("socket(AF_PACKET): %w", err)
+		}
+		s := &packetSocket{fd: fd, ifindex: ifi.Index, proto: proto, hwaddr: ifi.HardwareAddr}
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: ifi.Index}); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("bind AF_PACKET to %s: %w", dev, err)
+		}
+		return s, nil
+	}, func(s *packetSocket) { unix.Close(s.fd) })
+	if err != nil {
+		t.Fatalf("open packet socket: %v", err)
+	}
+	t.Cleanup(func() { unix.Close(s.fd) })
+	return s
+}
+
+// inNetNS runs fn inside the namespace and returns what it made: sockets
+// stay in the namespace they were created in. The switch happens on a
+// locked OS thread of its own goroutine; if switching back fails, undo
+// releases what fn made, and the goroutine exits still locked so that Go
+// discards the thread.
+func inNetNS[T any](ns *netNS, fn func() (T, error), undo func(T)) (T, error) {
 	type res struct {
-		s   *packetSocket
+		v   T
 		err error
 	}
 	ch := make(chan res, 1)
 	go func() {
 		runtime.LockOSThread()
-		s, err := func() (*packetSocket, error) {
+		v, err := func() (v T, err error) {
 			orig, err := netns.Get()
 			if err != nil {
-				return nil, fmt.Errorf("get current netns: %w", err)
+				return v, fmt.Errorf("get current netns: %w", err)
 			}
 			defer orig.Close()
 			target, err := netns.GetFromName(ns.name)
 			if err != nil {
-				return nil, fmt.Errorf("open netns %s: %w", ns.name, err)
+				return v, fmt.Errorf("open netns %s: %w", ns.name, err)
 			}
 			defer target.Close()
 			if err := netns.Set(target); err != nil {
-				return nil, fmt.Errorf("enter netns %s: %w", ns.name, err)
+				return v, fmt.Errorf("enter netns %s: %w", ns.name, err)
 			}
-			s, openErr := func() (*packetSocket, error) {
-				ifi, err := net.InterfaceByName(dev)
-				if err != nil {
-					return nil, fmt.Errorf("interface %s in %s: %w", dev, ns.name, err)
-				}
-				fd, err := unix.Socket(unix.AF_PACKET, typ|unix.SOCK_CLOEXEC, int(htons(proto)))
-				if err != nil {
-					return nil, fmt.Errorf("socket(AF_PACKET): %w", err)
-				}
-				s := &packetSocket{fd: fd, ifindex: ifi.Index, proto: proto, hwaddr: ifi.HardwareAddr}
-				if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: ifi.Index}); err != nil {
-					unix.Close(fd)
-					return nil, fmt.Errorf("bind AF_PACKET to %s: %w", dev, err)
-				}
-				return s, nil
-			}()
+			v, fnErr := fn()
 			if err := netns.Set(orig); err != nil {
-				if s != nil {
-					unix.Close(s.fd)
+				if fnErr == nil {
+					undo(v)
 				}
-				return nil, fmt.Errorf("return to original netns: %w", err)
+				var zero T
+				return zero, fmt.Errorf("return to original netns: %w", err)
 			}
 			runtime.UnlockOSThread()
-			return s, openErr
+			return v, fnErr
 		}()
-		ch <- res{s, err}
+		ch <- res{v, err}
 	}()
 	r := <-ch
-	if r.err != nil {
-		t.Fatalf("open packet socket: %v", r.err)
-	}
-	t.Cleanup(func() { unix.Close(r.s.fd) })
-	return r.s
+	return r.v, r.err
 }
 
 // send writes one packet (TUN) or frame (TAP) to the device.

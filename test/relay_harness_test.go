@@ -11,12 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netns"
 )
 
 // The relay tests' topology: namespace B holds the underlay's bridge with
@@ -306,49 +303,16 @@ func linkMAC(t *testing.T, ns *netNS, dev string) string {
 	return strings.ToLower(links[0].Address)
 }
 
-// dialIn opens a TCP or UDP socket inside the namespace connected to addr.
-// The socket stays in the namespace it was made in; the switch happens on
-// a locked OS thread of its own goroutine, which exits still locked (so Go
-// discards the thread) if switching back fails.
+// dialIn opens a TCP or UDP socket inside the namespace connected to addr
+// (see inNetNS).
 func dialIn(t *testing.T, ns *netNS, network, addr string) net.Conn {
 	t.Helper()
-	type res struct {
-		c   net.Conn
-		err error
+	c, err := inNetNS(ns, func() (net.Conn, error) {
+		return net.DialTimeout(network, addr, cmdTimeout)
+	}, func(c net.Conn) { c.Close() })
+	if err != nil {
+		t.Fatalf("dial %s %s in %s: %v", network, addr, ns.name, err)
 	}
-	ch := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread()
-		c, err := func() (net.Conn, error) {
-			orig, err := netns.Get()
-			if err != nil {
-				return nil, fmt.Errorf("get current netns: %w", err)
-			}
-			defer orig.Close()
-			target, err := netns.GetFromName(ns.name)
-			if err != nil {
-				return nil, fmt.Errorf("open netns %s: %w", ns.name, err)
-			}
-			defer target.Close()
-			if err := netns.Set(target); err != nil {
-				return nil, fmt.Errorf("enter netns %s: %w", ns.name, err)
-			}
-			c, dialErr := net.DialTimeout(network, addr, cmdTimeout)
-			if err := netns.Set(orig); err != nil {
-				if c != nil {
-					c.Close()
-				}
-				return nil, fmt.Errorf("return to original netns: %w", err)
-			}
-			runtime.UnlockOSThread()
-			return c, dialErr
-		}()
-		ch <- res{c, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatalf("dial %s %s in %s: %v", network, addr, ns.name, r.err)
-	}
-	t.Cleanup(func() { r.c.Close() })
-	return r.c
+	t.Cleanup(func() { c.Close() })
+	return c
 }
