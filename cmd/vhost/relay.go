@@ -138,7 +138,7 @@ func relayCmd(args []string, stdout, stderr io.Writer) error {
 		hctx, hcancel := context.WithCancel(ctx)
 		defer hcancel()
 		wg.Go(func() {
-			if err := host.Run(hctx, a, st, &stats, log); err != nil {
+			if err := host.Run(hctx, a, st, host.Config{Stats: &stats, Log: log}); err != nil {
 				hostErr = err
 			}
 		})

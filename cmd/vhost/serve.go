@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/vhost-dev/vhost/internal/host"
+	"github.com/vhost-dev/vhost/internal/pcap"
 	"github.com/vhost-dev/vhost/pkg/stack"
 	"github.com/vhost-dev/vhost/pkg/tundev"
 )
@@ -71,14 +72,16 @@ func (f *hostFlags) stackConfig(mode tundev.Mode, hostAddr netip.Prefix) (stack.
 
 func serve(args []string, stdout, stderr io.Writer) error {
 	var (
-		df devFlags
-		hf hostFlags
-		lf logFlags
+		df      devFlags
+		hf      hostFlags
+		lf      logFlags
+		pcapOut string
 	)
 	fs := newFlagSet("vhost", serveUsage, stdout)
 	df.register(fs.FlagSet, "default 10.0.0.1/24 when vhost creates the device, untouched on an existing one")
 	hf.register(fs.FlagSet, "`address` or prefix the virtual host answers for; repeatable (default 10.0.0.2)")
 	lf.register(fs.FlagSet)
+	fs.StringVar(&pcapOut, "pcap", "", "write every packet in and out to `FILE` (pcap: Ethernet on TAP, raw IP on TUN), flushed on exit")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -114,9 +117,19 @@ func serve(args []string, stdout, stderr io.Writer) error {
 
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
-	var stats host.Stats
-	runErr := host.Run(ctx, dev, st, &stats, log)
-	logCounters(log, st.Counters(), stats.Counters())
+	hc := host.Config{Stats: new(host.Stats), Log: log}
+	if pcapOut != "" {
+		if hc.Capture, err = pcap.Create(pcapOut, dc.mode == tundev.TAP); err != nil {
+			return err
+		}
+	}
+	runErr := host.Run(ctx, dev, st, hc)
+	logCounters(log, st.Counters(), hc.Stats.Counters())
+	if hc.Capture != nil {
+		if err := hc.Capture.Close(); err != nil && runErr == nil {
+			runErr = err
+		}
+	}
 	return runErr
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/vhost-dev/vhost/internal/pcap"
 	"github.com/vhost-dev/vhost/pkg/stack"
 	"github.com/vhost-dev/vhost/pkg/tundev"
 )
@@ -28,10 +29,25 @@ func (s *Stats) Counters() []stack.Counter {
 	return []stack.Counter{{Name: "rx_packets", Value: s.RxPackets.Load()}, {Name: "tx_errors", Value: s.TxErrors.Load()}}
 }
 
+// Config configures Run.
+type Config struct {
+	// Stats receives the loop's counters. Nil: a private Stats.
+	Stats *Stats
+	// Log receives debug lines about failed writes.
+	Log zerolog.Logger
+	// Capture, if set, records every packet read from the device and every
+	// packet written to it.
+	Capture *pcap.Writer
+}
+
 // Run serves st on dev until ctx is done or the device fails. It closes dev
 // when ctx is done, which unblocks a pending read. A nil error means ctx
 // ended the loop.
-func Run(ctx context.Context, dev tundev.Device, st *stack.Stack, stats *Stats, log zerolog.Logger) error {
+func Run(ctx context.Context, dev tundev.Device, st *stack.Stack, cfg Config) error {
+	stats, log, capture := cfg.Stats, cfg.Log, cfg.Capture
+	if stats == nil {
+		stats = new(Stats)
+	}
 	stop := context.AfterFunc(ctx, func() { dev.Close() })
 	defer stop()
 
@@ -46,6 +62,11 @@ func Run(ctx context.Context, dev tundev.Device, st *stack.Stack, stats *Stats, 
 	flush := func() error {
 		if out.Len() == 0 {
 			return nil
+		}
+		if capture != nil {
+			for _, p := range out.Packets() {
+				capture.Write(p[tundev.Headroom:])
+			}
 		}
 		_, err := dev.Write(out.Packets(), tundev.Headroom)
 		out.Reset()
@@ -89,7 +110,11 @@ func Run(ctx context.Context, dev tundev.Device, st *stack.Stack, stats *Stats, 
 					return ended(err)
 				}
 			}
-			st.Handle(bufs[i][tundev.Headroom:tundev.Headroom+sizes[i]], out)
+			pkt := bufs[i][tundev.Headroom : tundev.Headroom+sizes[i]]
+			if capture != nil {
+				capture.Write(pkt)
+			}
+			st.Handle(pkt, out)
 		}
 		if err := flush(); err != nil {
 			return ended(err)

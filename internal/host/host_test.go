@@ -35,7 +35,7 @@ func start(t *testing.T, dev tundev.Device, st *stack.Stack, stats *host.Stats) 
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- host.Run(ctx, dev, st, stats, zerolog.Nop()) }()
+	go func() { done <- host.Run(ctx, dev, st, host.Config{Stats: stats, Log: zerolog.Nop()}) }()
 	stop := func() error {
 		cancel()
 		select {
@@ -135,7 +135,7 @@ func TestRunDeviceGone(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- host.Run(ctx, dev, st, &stats, zerolog.Nop()) }()
+	go func() { done <- host.Run(ctx, dev, st, host.Config{Stats: &stats, Log: zerolog.Nop()}) }()
 	peer.Close()
 	select {
 	case err := <-done:
