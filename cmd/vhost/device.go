@@ -1,14 +1,17 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/vhost-dev/vhost/internal/metrics"
 	"github.com/vhost-dev/vhost/pkg/stack"
 	"github.com/vhost-dev/vhost/pkg/tundev"
 )
@@ -152,4 +155,28 @@ func logCounters(log zerolog.Logger, groups ...[]stack.Counter) {
 		}
 	}
 	ev.Msg("counters")
+}
+
+// metricsFlags expose the counters while vhost runs.
+type metricsFlags struct {
+	addr    string
+	summary time.Duration
+}
+
+func (f *metricsFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.addr, "metrics", "", "serve the counters in Prometheus text format at http://`ADDR`/metrics (e.g. 127.0.0.1:9101)")
+	fs.DurationVar(&f.summary, "summary", 0, "log a one-line summary of the counters every `DURATION` (e.g. 10s) when they changed")
+}
+
+// start serves the registry and runs the periodic summary until ctx ends.
+func (f *metricsFlags) start(ctx context.Context, reg *metrics.Registry, log zerolog.Logger) error {
+	if f.addr != "" {
+		if _, err := metrics.Serve(ctx, f.addr, reg, log); err != nil {
+			return err
+		}
+	}
+	if f.summary > 0 {
+		go metrics.RunSummary(ctx, f.summary, reg, log)
+	}
+	return nil
 }

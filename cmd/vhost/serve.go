@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/vhost-dev/vhost/internal/host"
+	"github.com/vhost-dev/vhost/internal/metrics"
 	"github.com/vhost-dev/vhost/internal/pcap"
 	"github.com/vhost-dev/vhost/pkg/stack"
 	"github.com/vhost-dev/vhost/pkg/tundev"
@@ -76,12 +77,14 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		hf      hostFlags
 		lf      logFlags
 		pcapOut string
+		mf      metricsFlags
 	)
 	fs := newFlagSet("vhost", serveUsage, stdout)
 	df.register(fs.FlagSet, "default 10.0.0.1/24 when vhost creates the device, untouched on an existing one")
 	hf.register(fs.FlagSet, "`address` or prefix the virtual host answers for; repeatable (default 10.0.0.2)")
 	lf.register(fs.FlagSet)
 	fs.StringVar(&pcapOut, "pcap", "", "write every packet in and out to `FILE` (pcap: Ethernet on TAP, raw IP on TUN), flushed on exit")
+	mf.register(fs.FlagSet)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -122,6 +125,12 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		if hc.Capture, err = pcap.Create(pcapOut, dc.mode == tundev.TAP); err != nil {
 			return err
 		}
+	}
+	reg := metrics.New("vhost")
+	reg.Add("Packets by the virtual host's verdict, and its events.", st.Counters)
+	reg.Add("Packets the device loop read, and failed writes.", hc.Stats.Counters)
+	if err := mf.start(ctx, reg, log); err != nil {
+		return err
 	}
 	runErr := host.Run(ctx, dev, st, hc)
 	logCounters(log, st.Counters(), hc.Stats.Counters())
