@@ -152,8 +152,10 @@ func TestRelayOffload(t *testing.T) {
 			a.stopRelay(t)
 			cb := b.stopRelay(t)
 			avg := cb["bytes_in"] / max(cb["frames_in"], 1)
-			if cb["bytes_in"] < bytes {
-				t.Errorf("B: bytes_in %d, want at least the %d sent", cb["bytes_in"], bytes)
+			// iperf3 ends when its sender has written -n bytes, which may be
+			// a little before the last of them crossed: the bulk must have.
+			if cb["bytes_in"] < bytes*9/10 {
+				t.Errorf("B: bytes_in %d, want at least 90%% of the %d sent", cb["bytes_in"], bytes)
 			}
 			if super := avg > 4000; super != tc.wantSuperPkts {
 				t.Errorf("B: %d frames, %d bytes in: %d bytes a frame; super-packets %v, want %v", cb["frames_in"], cb["bytes_in"], avg, super, tc.wantSuperPkts)
