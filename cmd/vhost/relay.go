@@ -142,7 +142,6 @@ func relayCmd(args []string, stdout, stderr io.Writer) error {
 				hostErr = err
 			}
 		})
-		defer wg.Wait()
 		counters = append(counters, st.Counters, stats.Counters)
 		log.Info().Strs("addrs", prefixStrings(sc.Addrs)).Stringer("mode", dc.mode).Msg("relay: this end is the virtual host")
 	} else {
