@@ -188,6 +188,18 @@ func checkFrame(i, size, max int) error {
 	return nil
 }
 
+// checkSeal refuses to seal frame i of Write when there is no room for the
+// tag after it, or its key has sealed as many frames as it may (nonce n).
+func checkSeal(i int, b []byte, n uint64) error {
+	switch {
+	case cap(b) < len(b)+TagSize:
+		return errTagRoom(i, cap(b), len(b)+TagSize)
+	case n >= rejectAfter:
+		return errors.New("relay: write: session has used its key for 2^64 frames: reconnect")
+	}
+	return nil
+}
+
 func errEmpty(i int) error {
 	return fmt.Errorf("%w: write: packet %d is empty", ErrBadFrame, i)
 }

@@ -259,12 +259,7 @@ func (s *tcpSession) Write(bufs [][]byte, offset int) (int, error) {
 		}
 		wire := size
 		if s.keyed {
-			if cap(b) < len(b)+TagSize {
-				ferr = errTagRoom(i, cap(b), len(b)+TagSize)
-				break
-			}
-			if s.sendN >= rejectAfter {
-				ferr = fmt.Errorf("relay: write: session has used its key for 2^64 frames: reconnect")
+			if ferr = checkSeal(i, b, s.sendN); ferr != nil {
 				break
 			}
 			s.send.seal(b[offset:offset], b[offset:], s.sendN)

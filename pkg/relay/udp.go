@@ -587,12 +587,7 @@ func (s *udpSession) Write(bufs [][]byte, offset int) (int, error) {
 		}
 		pkt := b[offset:]
 		if s.keyed {
-			if cap(b) < len(b)+TagSize {
-				ferr = errTagRoom(i, cap(b), len(b)+TagSize)
-				break
-			}
-			if ks.sendN >= rejectAfter {
-				ferr = errors.New("relay: write: session has used its key for 2^64 frames: reconnect")
+			if ferr = checkSeal(i, b, ks.sendN); ferr != nil {
 				break
 			}
 			hdr := b[offset-dataHdr : offset]
