@@ -20,7 +20,7 @@ var broadcastMAC = [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 
 // handleARP answers ARP requests (RFC 826) and probes (RFC 5227) for owned
 // addresses. p is the Ethernet payload.
-func (s *Stack) handleARP(p []byte, out *Out) Verdict {
+func (s *Stack) handleARP(p []byte, l *link, out *Out) Verdict {
 	// Check the fixed part and the address sizes before any decoder trusts
 	// them: gopacket v1.1.19 panicked on a 20-byte frame with hlen=255.
 	if len(p) < 8 {
@@ -47,7 +47,8 @@ func (s *Stack) handleARP(p []byte, out *Out) Verdict {
 	if sha[0]&1 != 0 {
 		return BadSource
 	}
-	if !s.addrs.contains(tpa) {
+	e, ok := s.addrs.lookup4(tpa)
+	if !ok || !l.accepts(s.mac4(e, tpa)) {
 		return NotForUs
 	}
 	// RFC 5227 §2.1.1: a probe has sender IP 0.0.0.0; the owner defends
@@ -65,25 +66,26 @@ func (s *Stack) handleARP(p []byte, out *Out) Verdict {
 	}
 	// RFC 826: swap sender and target, put our MAC in the sender hardware
 	// field, set the opcode to reply, send it to the requester.
-	s.putARP(b, &sha, arpReply, tpa, &sha, spa)
+	s.putARP(b, &sha, &l.self, arpReply, tpa, &sha, spa)
 	out.commit(arpFrameSize)
 	s.ctr.events[evTxPackets].Add(1)
 	if e := s.log.Debug(); e.Enabled() {
-		e.Msgf("tx arp reply %v is-at %v", u32Addr(tpa), s.MAC())
+		self := l.self
+		e.Msgf("tx arp reply %v is-at %v", u32Addr(tpa), net.HardwareAddr(self[:]))
 	}
 	return Replied
 }
 
 // putARP writes an Ethernet frame with an ARP packet from the host to b.
-func (s *Stack) putARP(b []byte, ethDst *[6]byte, op uint16, spa uint32, tha *[6]byte, tpa uint32) {
+func (s *Stack) putARP(b []byte, ethDst, sha *[6]byte, op uint16, spa uint32, tha *[6]byte, tpa uint32) {
 	_ = b[arpFrameSize-1]
-	s.putEthernet(b, ethDst, layers.EthernetTypeARP)
+	putEthernet(b, &link{src: *ethDst, self: *sha}, layers.EthernetTypeARP)
 	p := b[ethHeaderLen:arpFrameSize]
 	binary.BigEndian.PutUint16(p[0:2], arpHTEther)
 	binary.BigEndian.PutUint16(p[2:4], uint16(layers.EthernetTypeIPv4))
 	p[4], p[5] = 6, 4
 	binary.BigEndian.PutUint16(p[6:8], op)
-	copy(p[8:14], s.mac[:])
+	copy(p[8:14], sha[:])
 	binary.BigEndian.PutUint32(p[14:18], spa)
 	copy(p[18:24], tha[:])
 	binary.BigEndian.PutUint32(p[24:28], tpa)
@@ -91,32 +93,54 @@ func (s *Stack) putARP(b []byte, ethDst *[6]byte, op uint16, spa uint32, tha *[6
 
 // Announce appends gratuitous ARP announcements (RFC 5227 §2.3: a
 // broadcast request with sender and target IP both the announced address)
-// for the owned addresses, starting at the from-th, until out is full. It
-// returns the index to continue from, and done when all were appended. On
-// TUN there is nothing to announce.
+// for the owned IPv4 addresses and unsolicited neighbour advertisements
+// (RFC 4861 §7.2.6) for the IPv6 ones, starting at the from-th, until out
+// is full. It returns the index to continue from, and done when all were
+// appended. On TUN there is nothing to announce.
 func (s *Stack) Announce(out *Out, from int) (next int, done bool) {
 	if !s.ethernet {
 		return from, true
 	}
 	var zero [6]byte
 	i := 0
-	done = true
-	s.addrs.all(func(a uint32) bool {
+	more := func() bool {
 		if i < from {
 			i++
+			return false
+		}
+		return true
+	}
+	full := false
+	s.addrs.all4(func(a uint32, e int32) bool {
+		if !more() {
 			return true
 		}
 		b := out.next()
 		if b == nil {
-			done = false
+			full = true
 			return false
 		}
-		s.putARP(b, &broadcastMAC, arpRequest, a, &zero, a)
+		mac := s.mac4(e, a)
+		s.putARP(b, &broadcastMAC, &mac, arpRequest, a, &zero, a)
 		out.commit(arpFrameSize)
 		s.ctr.events[evAnnouncements].Add(1)
 		s.ctr.events[evTxPackets].Add(1)
 		i++
 		return true
 	})
-	return i, done
+	if full {
+		return i, false
+	}
+	s.addrs.all6(func(a *[16]byte, e int32) bool {
+		if !more() {
+			return true
+		}
+		if !s.announce6(out, a, e) {
+			full = true
+			return false
+		}
+		i++
+		return true
+	})
+	return i, !full
 }

@@ -1,18 +1,21 @@
 package stack
 
+import "time"
+
 // Out collects the packets one or more Handle calls produce, laid out for
 // tundev.Device.Write: packet i is Packets()[i][offset:].
 // Its buffers are allocated once by NewOut and reused after Reset.
 type Out struct {
 	full   [][]byte // full-capacity buffers
 	pkts   [][]byte // full[i][:offset+len(packet i)]
+	delays []time.Duration
 	offset int
 }
 
 // NewOut returns an Out holding up to n packets of up to size bytes each,
 // every one preceded by offset bytes of headroom.
 func NewOut(n, size, offset int) *Out {
-	o := &Out{full: make([][]byte, n), pkts: make([][]byte, 0, n), offset: offset}
+	o := &Out{full: make([][]byte, n), pkts: make([][]byte, 0, n), delays: make([]time.Duration, 0, n), offset: offset}
 	mem := make([]byte, n*(offset+size))
 	for i := range o.full {
 		o.full[i] = mem[i*(offset+size) : (i+1)*(offset+size) : (i+1)*(offset+size)]
@@ -33,7 +36,21 @@ func (o *Out) Free() int { return len(o.full) - len(o.pkts) }
 func (o *Out) Offset() int { return o.offset }
 
 // Reset empties o, keeping its buffers.
-func (o *Out) Reset() { o.pkts = o.pkts[:0] }
+func (o *Out) Reset() { o.pkts, o.delays = o.pkts[:0], o.delays[:0] }
+
+// Delay is how long packet i must wait before it is written (a simulated
+// path's latency); zero means now.
+func (o *Out) Delay(i int) time.Duration { return o.delays[i] }
+
+// Delayed reports whether any packet since the last Reset has a delay.
+func (o *Out) Delayed() bool {
+	for _, d := range o.delays {
+		if d != 0 {
+			return true
+		}
+	}
+	return false
+}
 
 // next returns the buffer for the next packet (without its headroom), or nil
 // when o is full.
@@ -47,4 +64,5 @@ func (o *Out) next() []byte {
 // commit appends the packet of n bytes written into the buffer next returned.
 func (o *Out) commit(n int) {
 	o.pkts = append(o.pkts, o.full[len(o.pkts)][:o.offset+n])
+	o.delays = append(o.delays, 0)
 }

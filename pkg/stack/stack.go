@@ -31,45 +31,58 @@ const (
 	defaultTTL = 64
 )
 
-// Config describes one virtual host.
+// Config describes the virtual hosts of one device.
 type Config struct {
 	// Ethernet is true on a TAP device: packets are Ethernet frames, and the
-	// host answers ARP. Otherwise packets are raw IPv4 (TUN).
+	// hosts answer ARP and neighbour discovery. Otherwise packets are raw
+	// IP (TUN).
 	Ethernet bool
-	// Addrs are the addresses the host owns: single addresses (/32) or
-	// prefixes meaning every host address in them.
+	// Hosts are the hosts answered for, with their routers, path MTUs and
+	// impairments.
+	Hosts []Host
+	// Addrs is shorthand for one Host per address or prefix, with MAC as
+	// its hardware address when MAC is given.
 	Addrs []netip.Prefix
 	// HostSide are the kernel side's addresses with their prefix lengths
 	// (10.0.0.1/24): never answered for even inside an owned prefix, and the
 	// prefix's broadcast address is not a valid source.
 	HostSide []netip.Prefix
-	// MAC is the host's hardware address on Ethernet. Default: MACFor the
-	// first address.
+	// MAC is the hardware address on Ethernet of every host from Addrs.
+	// Default: each address has its own, MACFor(address).
 	MAC net.HardwareAddr
 	// MTU is the link MTU; replies larger than it are fragmented.
 	// Default 1500.
 	MTU int
-	// Now is the clock used for reassembly timeouts. Default time.Now.
+	// Now is the clock used for reassembly timeouts and the ICMP rate
+	// limit. Default time.Now.
 	Now func() time.Time
 	// Log receives debug lines per packet. Default: no logging.
 	Log *zerolog.Logger
 	// Reassembly bounds; zero values take the defaults described at
 	// ReassemblyConfig.
 	Reassembly ReassemblyConfig
+	// Seed seeds the impairments' randomness: the same seed and the same
+	// packets give the same losses, duplicates and delays.
+	Seed uint64
+	// ICMPRate limits ICMP error messages; zero values take the defaults.
+	ICMPRate ICMPRateLimit
 }
 
-// Stack is one virtual host. Handle must be called from one goroutine at a
-// time; Counters may be read concurrently.
+// Stack is one device's virtual hosts. Handle must be called from one
+// goroutine at a time; Counters may be read concurrently.
 type Stack struct {
 	ethernet bool
+	hosts    []hostEntry
 	addrs    addrSet
-	mac      [6]byte
+	mac      [6]byte // of the first address, for MAC()
 	mtu      int
 	now      func() time.Time
 	log      zerolog.Logger
 	ipID     uint16
 	frags    reassembler
 	ctr      counters
+	rate     tokenBucket
+	rebuilt  [ipv4HeaderLen]byte // the header of a reassembled datagram
 
 	// Decoders, preallocated: one Stack is used by one goroutine.
 	eth   layers.Ethernet
@@ -86,20 +99,42 @@ func MACFor(a netip.Addr) net.HardwareAddr {
 	return net.HardwareAddr{0x02, 0x00, b[0], b[1], b[2], b[3]}
 }
 
-// New returns a host for cfg.
-func New(cfg Config) (*Stack, error) {
-	addrs, err := newAddrSet(cfg.Addrs, cfg.HostSide)
-	if err != nil {
-		return nil, err
+// MACFor6 returns the default hardware address of a host that owns the
+// IPv6 address a: a locally administered unicast address 06, then a byte
+// folding the first 12 bytes of a, then a's last four bytes. Within any
+// /96, and so within any prefix a Host may give, it is unique.
+func MACFor6(a netip.Addr) net.HardwareAddr {
+	b := a.As16()
+	var fold byte
+	for _, x := range b[:12] {
+		fold ^= x
 	}
-	for _, x := range addrs.exclude {
-		for _, a := range addrs.singles {
-			if a == x {
-				return nil, fmt.Errorf("stack: address %v is also the kernel side's address; pick another", u32Addr(a))
+	return net.HardwareAddr{0x06, fold, b[12], b[13], b[14], b[15]}
+}
+
+// New returns the hosts of cfg.
+func New(cfg Config) (*Stack, error) {
+	s := &Stack{ethernet: cfg.Ethernet, mtu: cfg.MTU, now: cfg.Now, log: zerolog.Nop()}
+	hosts := cfg.Hosts
+	for _, p := range cfg.Addrs {
+		hosts = append(hosts[:len(hosts):len(hosts)], Host{Addrs: []netip.Prefix{p}, MAC: cfg.MAC})
+	}
+	if len(hosts) == 0 {
+		return nil, fmt.Errorf("stack: no addresses to answer for (give at least one --addr)")
+	}
+	s.hosts = make([]hostEntry, len(hosts))
+	for i := range hosts {
+		if err := s.compileHost(&hosts[i], int32(i), cfg.Seed); err != nil {
+			name := hosts[i].Name
+			if name == "" {
+				name = fmt.Sprint(i + 1)
 			}
+			return nil, fmt.Errorf("stack: host %s: %w", name, err)
 		}
 	}
-	s := &Stack{ethernet: cfg.Ethernet, addrs: addrs, mtu: cfg.MTU, now: cfg.Now, log: zerolog.Nop()}
+	if err := s.addrs.finish(cfg.HostSide); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
 	if s.mtu == 0 {
 		s.mtu = 1500
 	}
@@ -112,24 +147,93 @@ func New(cfg Config) (*Stack, error) {
 	if cfg.Log != nil {
 		s.log = *cfg.Log
 	}
-	if cfg.Ethernet {
-		mac := cfg.MAC
-		if mac == nil {
-			mac = MACFor(cfg.Addrs[0].Addr())
-		}
-		if len(mac) != 6 {
-			return nil, fmt.Errorf("stack: MAC %v is not a 6-byte Ethernet address", mac)
-		}
-		if mac[0]&1 != 0 {
-			return nil, fmt.Errorf("stack: MAC %v is a multicast address; a host needs a unicast one (e.g. 02:00:00:00:00:01)", mac)
-		}
-		copy(s.mac[:], mac)
-	}
+	s.mac = s.firstMAC()
 	s.frags.init(cfg.Reassembly)
+	s.initRate(cfg.ICMPRate)
 	return s, nil
 }
 
-// MAC returns the host's hardware address (meaningful on Ethernet).
+func (s *Stack) compileHost(h *Host, i int32, seed uint64) error {
+	e := &s.hosts[i]
+	e.name, e.pathMTU = h.Name, h.PathMTU
+	if len(h.Addrs) == 0 {
+		return fmt.Errorf("no addresses")
+	}
+	if err := s.addrs.add(h, i); err != nil {
+		return err
+	}
+	if h.MAC != nil {
+		if len(h.MAC) != 6 {
+			return fmt.Errorf("MAC %v is not a 6-byte Ethernet address", h.MAC)
+		}
+		if h.MAC[0]&1 != 0 {
+			return fmt.Errorf("MAC %v is a multicast address; a host needs a unicast one (e.g. 02:00:00:00:00:01)", h.MAC)
+		}
+		e.mac, e.fixedMAC = [6]byte(h.MAC), true
+	}
+	if h.PathMTU != 0 && (h.PathMTU < MinMTU || h.PathMTU > MaxIPv4Packet) {
+		return fmt.Errorf("path MTU %d out of range %d..%d", h.PathMTU, MinMTU, MaxIPv4Packet)
+	}
+	if len(h.Routers) > 255 {
+		return fmt.Errorf("%d routers: at most 255 fit in a TTL", len(h.Routers))
+	}
+	e.routers = make([]routerEntry, len(h.Routers))
+	for k, r := range h.Routers {
+		g4, g6 := GeneratedRouter(k + 1)
+		a4, a6 := r.Addr4, r.Addr6
+		if !a4.IsValid() {
+			a4 = g4
+		}
+		if !a6.IsValid() {
+			a6 = g6
+		}
+		if !a4.Is4() || !a6.Is6() || a6.Is4In6() {
+			return fmt.Errorf("router %d: addresses %v and %v must be IPv4 and IPv6", k+1, r.Addr4, r.Addr6)
+		}
+		if r.MTU != 0 && (r.MTU < MinMTU || r.MTU > MaxIPv4Packet) {
+			return fmt.Errorf("router %d: MTU %d out of range %d..%d", k+1, r.MTU, MinMTU, MaxIPv4Packet)
+		}
+		re := &e.routers[k]
+		re.addr4, re.addr6, re.mtu = addrU32(a4), a6.As16(), r.MTU
+		if err := re.imp.init(r.Impair, seed, uint64(i)<<16|uint64(k+1)); err != nil {
+			return fmt.Errorf("router %d: %w", k+1, err)
+		}
+	}
+	return e.imp.init(h.Impair, seed, uint64(i)<<16)
+}
+
+// firstMAC is the MAC of the first owned address.
+func (s *Stack) firstMAC() [6]byte {
+	var mac [6]byte
+	if !s.addrs.all4(func(a uint32, e int32) bool { mac = s.mac4(e, a); return false }) {
+		return mac
+	}
+	s.addrs.all6(func(a *[16]byte, e int32) bool { mac = s.mac6(e, a); return false })
+	return mac
+}
+
+// mac4 is the hardware address of the IPv4 address a of entry e.
+func (s *Stack) mac4(e int32, a uint32) [6]byte {
+	if h := &s.hosts[e]; h.fixedMAC {
+		return h.mac
+	}
+	return [6]byte{0x02, 0x00, byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}
+}
+
+// mac6 is the hardware address of the IPv6 address a of entry e.
+func (s *Stack) mac6(e int32, a *[16]byte) [6]byte {
+	if h := &s.hosts[e]; h.fixedMAC {
+		return h.mac
+	}
+	var fold byte
+	for _, x := range a[:12] {
+		fold ^= x
+	}
+	return [6]byte{0x06, fold, a[12], a[13], a[14], a[15]}
+}
+
+// MAC returns the hardware address of the first owned address (meaningful
+// on Ethernet).
 func (s *Stack) MAC() net.HardwareAddr { return net.HardwareAddr(s.mac[:]) }
 
 // MTU returns the link MTU replies are fragmented to.
@@ -169,6 +273,27 @@ func (s *Stack) Handle(pkt []byte, out *Out) Verdict {
 	return v
 }
 
+// link is the Ethernet context of a packet on TAP; nil on TUN.
+type link struct {
+	src  [6]byte // the frame's source: where replies go
+	dst  [6]byte // the frame's destination
+	self [6]byte // the answering address's MAC: replies come from it
+}
+
+// accepts reports whether a frame to l.dst is for the owned address whose
+// MAC is mac: frames to group addresses are for everyone, unicast frames
+// only for their MAC's owner. On a match, replies come from mac.
+func (l *link) accepts(mac [6]byte) bool {
+	if l == nil {
+		return true
+	}
+	if l.dst[0]&1 == 0 && l.dst != mac {
+		return false
+	}
+	l.self = mac
+	return true
+}
+
 func (s *Stack) handleEthernet(frame []byte, out *Out) Verdict {
 	if len(frame) < ethHeaderLen {
 		return Truncated
@@ -177,43 +302,45 @@ func (s *Stack) handleEthernet(frame []byte, out *Out) Verdict {
 	if err := eth.DecodeFromBytes(frame, gopacket.NilDecodeFeedback); err != nil {
 		return Truncated
 	}
-	// A host receives frames for its own MAC and for group addresses
-	// (broadcast, multicast); other unicast frames are someone else's.
-	if eth.DstMAC[0]&1 == 0 && [6]byte(eth.DstMAC) != s.mac {
-		return NotForUs
-	}
 	// No frame comes from a group address (IEEE 802.3 §3.2.3).
 	if eth.SrcMAC[0]&1 != 0 {
 		return BadSource
 	}
-	src := [6]byte(eth.SrcMAC)
+	// Whether a unicast frame is for us depends on the address it asks
+	// for: every owned address has its own MAC. link.accepts decides.
+	l := link{src: [6]byte(eth.SrcMAC), dst: [6]byte(eth.DstMAC)}
 	switch eth.EthernetType {
 	case layers.EthernetTypeARP:
-		return s.handleARP(eth.Payload, out)
-	case layers.EthernetTypeIPv4:
-		return s.handleIP(eth.Payload, &src, out)
+		return s.handleARP(eth.Payload, &l, out)
+	case layers.EthernetTypeIPv4, layers.EthernetTypeIPv6:
+		return s.handleIP(eth.Payload, &l, out)
 	}
 	return Unsupported
 }
 
-// handleIP dispatches a raw IP packet. srcMAC is the sender's MAC on
-// Ethernet, nil on TUN.
-func (s *Stack) handleIP(pkt []byte, srcMAC *[6]byte, out *Out) Verdict {
+// handleIP dispatches a raw IP packet. l is the Ethernet context, nil on
+// TUN.
+func (s *Stack) handleIP(pkt []byte, l *link, out *Out) Verdict {
 	if len(pkt) == 0 {
 		return Truncated
 	}
 	switch pkt[0] >> 4 {
 	case 4:
-		return s.handleIPv4(pkt, srcMAC, out)
+		return s.handleIPv4(pkt, l, out)
 	case 6:
-		return Unsupported
+		return s.handleIPv6(pkt, l, out)
 	}
 	return BadVersion
 }
 
-// putEthernet writes an Ethernet header to b.
-func (s *Stack) putEthernet(b []byte, dst *[6]byte, typ layers.EthernetType) {
-	copy(b[0:6], dst[:])
-	copy(b[6:12], s.mac[:])
+// putEthernet writes an Ethernet header from l.self to l.src to b and
+// returns its length, or 0 on TUN (l == nil).
+func putEthernet(b []byte, l *link, typ layers.EthernetType) int {
+	if l == nil {
+		return 0
+	}
+	copy(b[0:6], l.src[:])
+	copy(b[6:12], l.self[:])
 	binary.BigEndian.PutUint16(b[12:14], uint16(typ))
+	return ethHeaderLen
 }

@@ -170,7 +170,14 @@ func TestNewErrors(t *testing.T) {
 		cfg  stack.Config
 	}{
 		{"no addresses", stack.Config{}},
-		{"IPv6", stack.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("2001:db8::1/128")}}},
+		{"IPv6 prefix over /112", stack.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("2001:db8::/64")}}},
+		{"IPv4 prefix over /16", stack.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/15")}}},
+		{"overlapping prefixes", stack.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24"), netip.MustParsePrefix("10.0.0.0/25")}}},
+		{"address inside a prefix", stack.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24"), netip.MustParsePrefix("10.0.0.7/32")}}},
+		{"address twice", stack.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("10.0.0.7/32"), netip.MustParsePrefix("10.0.0.7/32")}}},
+		{"IPv6 multicast", stack.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("ff02::1/128")}}},
+		{"router with IPv6 as Addr4", stack.Config{Hosts: []stack.Host{{Addrs: []netip.Prefix{netip.MustParsePrefix("10.0.0.2/32")}, Routers: []stack.Router{{Addr4: netip.MustParseAddr("2001:db8::1")}}}}}},
+		{"path MTU too small", stack.Config{Hosts: []stack.Host{{Addrs: []netip.Prefix{netip.MustParsePrefix("10.0.0.2/32")}, PathMTU: 20}}}},
 		{"host bits", stack.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("10.0.0.1/24")}}},
 		{"multicast", stack.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("224.0.0.5/32")}}},
 		{"kernel side's address", stack.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("10.0.0.1/32")}, HostSide: []netip.Prefix{netip.MustParsePrefix("10.0.0.1/24")}}},
@@ -263,8 +270,8 @@ func TestDrops(t *testing.T) {
 		{"parameter problem", echo(typ(12, 0)), stack.IgnoredICMPError},
 		{"redirect", echo(typ(5, 1)), stack.IgnoredICMPError},
 		{"source quench", echo(typ(4, 0)), stack.IgnoredICMPError},
-		{"UDP", udp, stack.Unsupported},
-		{"IPv6", corrupt(good, func(b []byte) { b[0] = 0x60 }), stack.Unsupported},
+		{"UDP, bad checksum", corrupt(udp, func(b []byte) { b[27] ^= 1 }), stack.BadL4Checksum},
+		{"UDP, length past the datagram", corrupt(udp, func(b []byte) { b[25]++; fixUDPChecksum(b) }), stack.BadL4Length},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -368,7 +375,8 @@ func TestAnnounce(t *testing.T) {
 		i, done = s.Announce(out, i)
 		for _, f := range packets(out) {
 			a, _ := netip.AddrFromSlice(f[14+14 : 14+18])
-			mac := stack.MACFor(netip.MustParseAddr("10.0.0.0"))
+			// Every address of a prefix has its own MAC.
+			mac := stack.MACFor(a)
 			pt.EthernetFrame(t, f, pt.EthAddrs(mustMAC("ff:ff:ff:ff:ff:ff"), mac),
 				pt.EthARP(1, mac, a, net.HardwareAddr{0, 0, 0, 0, 0, 0}, a))
 			got = append(got, a)
@@ -570,4 +578,14 @@ func TestCountersNamed(t *testing.T) {
 	if !seen["replied"] || !seen["bad_ip_checksum"] || !seen["tx_packets"] {
 		t.Errorf("counters %v lack expected names", seen)
 	}
+}
+
+// fixUDPChecksum recomputes the UDP checksum of a raw IPv4 packet with a
+// 20-byte header, over the whole IP payload.
+func fixUDPChecksum(b []byte) {
+	u := b[20:]
+	u[6], u[7] = 0, 0
+	ph := append(append([]byte(nil), b[12:20]...), 0, 17, byte(len(u)>>8), byte(len(u)))
+	c := pt.Checksum(append(ph, u...))
+	u[6], u[7] = byte(c>>8), byte(c)
 }

@@ -58,6 +58,32 @@ const (
 	// ReplyTooLarge: the reply would not fit the output (never expected with
 	// the documented buffer sizes).
 	ReplyTooLarge
+	// TimeExceeded: the TTL (hop limit) ran out at a simulated router,
+	// which sent Time Exceeded.
+	TimeExceeded
+	// TooBig: the packet was larger than a simulated path's MTU; a router
+	// (or the host) sent "fragmentation needed" / "packet too big".
+	TooBig
+	// PortUnreachable: UDP to a host, which sent Port Unreachable.
+	PortUnreachable
+	// ProtoUnreachable: a transport protocol the host does not speak; it
+	// sent Protocol Unreachable (IPv4) or a Parameter Problem (IPv6).
+	ProtoUnreachable
+	// Reset: a TCP segment, answered with a reset.
+	Reset
+	// IgnoredReset: a TCP reset, which is never answered.
+	IgnoredReset
+	// ErrorSuppressed: an ICMP error was due but RFC 1812 §4.3.2.7 (RFC
+	// 4443 §2.4 for IPv6) forbids it: the packet was an ICMP error, a
+	// fragment other than the first, or sent to a link-layer broadcast.
+	ErrorSuppressed
+	// ICMPRateLimited: an ICMP error was due but the rate limit was reached.
+	ICMPRateLimited
+	// BadL4Length: a UDP length or TCP data offset that does not fit the
+	// datagram.
+	BadL4Length
+	// BadL4Checksum: a UDP or TCP checksum that does not verify.
+	BadL4Checksum
 
 	numVerdicts
 )
@@ -83,6 +109,16 @@ var verdictNames = [numVerdicts]string{
 	FragmentOverlap:  "fragment_overlap",
 	FragmentLimit:    "fragment_limit",
 	ReplyTooLarge:    "reply_too_large",
+	TimeExceeded:     "time_exceeded",
+	TooBig:           "too_big",
+	PortUnreachable:  "port_unreachable",
+	ProtoUnreachable: "proto_unreachable",
+	Reset:            "tcp_reset",
+	IgnoredReset:     "ignored_reset",
+	ErrorSuppressed:  "error_suppressed",
+	ICMPRateLimited:  "icmp_rate_limited",
+	BadL4Length:      "bad_l4_length",
+	BadL4Checksum:    "bad_l4_checksum",
 }
 
 func (v Verdict) String() string {
@@ -100,6 +136,7 @@ const (
 	evFragTimeout                // datagrams dropped unfinished after the reassembly timeout
 	evFragEvicted                // datagrams dropped to make room under the global memory bound
 	evAnnouncements              // gratuitous ARP announcements made
+	evICMPErrors                 // ICMP error messages sent
 	numEvents
 )
 
@@ -108,6 +145,7 @@ var eventNames = [numEvents]string{
 	evFragTimeout:   "fragment_timeout",
 	evFragEvicted:   "fragment_evicted",
 	evAnnouncements: "arp_announcements",
+	evICMPErrors:    "icmp_errors",
 }
 
 // counters are updated by the goroutine that calls Handle and may be read

@@ -1,0 +1,253 @@
+package stack
+
+import (
+	"encoding/binary"
+
+	"github.com/gopacket/gopacket/layers"
+)
+
+// ICMPv4 error types and codes (RFC 792, RFC 1191).
+const (
+	icmpDestUnreachable  = 3
+	icmpTimeExceeded     = 11
+	icmpProtoUnreachable = 2
+	icmpPortUnreachable  = 3
+	icmpFragNeeded       = 4
+	icmpTTLExceeded      = 0
+	// icmpErrorMax bounds an ICMPv4 error datagram (RFC 1812 §4.3.2.3).
+	icmpErrorMax = 576
+	// tosInternetControl is the precedence of ICMP errors, as Linux sets it.
+	tosInternetControl = 0xc0
+	tosMask            = 0x1e
+)
+
+// icmpErr is an ICMP error to send and who sends it.
+type icmpErr struct {
+	typ, code uint8
+	rest      uint32 // the ICMP header's second word (the MTU, for "fragmentation needed")
+	from      uint32 // the reporting router's or host's address
+	hops      int    // routers between the reporter and the kernel: the TTL is 64 less this
+	// impair is how many routers' impairments apply (the reporter's
+	// included), and fromHost whether the host's do.
+	impair   int
+	fromHost bool
+	verdict  Verdict
+	// quoteTTL is the TTL of the quoted header, as the reporter received it.
+	quoteTTL uint8
+}
+
+// errFromRouter is an error sent by router k (0-based) of h.
+func errFromRouter(h *hostEntry, k int, typ, code uint8, rest uint32, quoteTTL uint8, v Verdict) icmpErr {
+	return icmpErr{typ: typ, code: code, rest: rest, from: h.routers[k].addr4, hops: k, impair: k + 1, verdict: v, quoteTTL: quoteTTL}
+}
+
+// errFromHost is an error sent by the host at address a.
+func errFromHost(h *hostEntry, a uint32, typ, code uint8, rest uint32) icmpErr {
+	v := PortUnreachable
+	switch {
+	case typ == icmpDestUnreachable && code == icmpProtoUnreachable:
+		v = ProtoUnreachable
+	case typ == icmpDestUnreachable && code == icmpFragNeeded:
+		v = TooBig
+	}
+	return icmpErr{typ: typ, code: code, rest: rest, from: a, hops: len(h.routers), impair: len(h.routers), fromHost: true, verdict: v}
+}
+
+// forward4 takes p through h's routers (RFC 1812 §5.2.1): at router k the
+// packet arrives with TTL ttl-k; one that has TTL 1 or less there is
+// answered with Time Exceeded (§5.3.1), and one too large for the link out
+// of a router, with DF set, with "fragmentation needed" and that link's MTU
+// (§5.2.6, RFC 1191). stopped is false when p reaches the host.
+func (s *Stack) forward4(h *hostEntry, p *ipv4Pkt, l *link, out *Out) (v Verdict, stopped bool) {
+	total := len(p.hdr) + len(p.body)
+	n := len(h.routers)
+	for k := range n {
+		ttl := int(p.ttl) - k
+		if ttl <= 1 {
+			m := errFromRouter(h, k, icmpTimeExceeded, icmpTTLExceeded, 0, uint8(max(ttl, 0)), TimeExceeded)
+			return s.sendError4(h, m, p, l, out), true
+		}
+		mtu := h.routers[k].mtu
+		if k == n-1 && h.pathMTU != 0 && (mtu == 0 || h.pathMTU < mtu) {
+			mtu = h.pathMTU
+		}
+		if mtu != 0 && total > mtu && p.df {
+			m := errFromRouter(h, k, icmpDestUnreachable, icmpFragNeeded, uint32(mtu), uint8(ttl), TooBig)
+			return s.sendError4(h, m, p, l, out), true
+		}
+	}
+	if n == 0 && h.pathMTU != 0 && total > h.pathMTU && p.df {
+		m := errFromHost(h, p.dst, icmpDestUnreachable, icmpFragNeeded, uint32(h.pathMTU))
+		m.quoteTTL = p.ttl
+		return s.sendError4(h, m, p, l, out), true
+	}
+	// The host sees the TTL less the routers it crossed.
+	p.ttl -= uint8(n)
+	return 0, false
+}
+
+// sendError4 sends the ICMP error m about p, quoting p's header and as
+// much of its data as fits in 576 bytes (RFC 1812 §4.3.2.3), unless RFC
+// 1812 §4.3.2.7 forbids an error about p or the rate limit is reached.
+func (s *Stack) sendError4(h *hostEntry, m icmpErr, p *ipv4Pkt, l *link, out *Out) Verdict {
+	if m.fromHost && m.quoteTTL == 0 {
+		m.quoteTTL = p.ttl
+	}
+	if !errorAllowed4(p, l) {
+		return ErrorSuppressed
+	}
+	if !s.allowError() {
+		return ICMPRateLimited
+	}
+	b := out.next()
+	if b == nil {
+		return ReplyTooLarge
+	}
+	o := putEthernet(b, l, layers.EthernetTypeIPv4)
+	ip := b[o:]
+	icmp := ip[ipv4HeaderLen:]
+	q := icmp[8:]
+	limit := min(icmpErrorMax, s.mtu) - ipv4HeaderLen - 8
+	n := copy(q[:limit], p.hdr)
+	n += copy(q[n:limit], p.body)
+	// Quote the header as the reporter received it: its TTL, and the
+	// header checksum to match.
+	if n >= len(p.hdr) && q[8] != m.quoteTTL {
+		q[8] = m.quoteTTL
+		q[10], q[11] = 0, 0
+		binary.BigEndian.PutUint16(q[10:12], checksum(q[:len(p.hdr)]))
+	}
+	icmp[0], icmp[1], icmp[2], icmp[3] = m.typ, m.code, 0, 0
+	binary.BigEndian.PutUint32(icmp[4:8], m.rest)
+	binary.BigEndian.PutUint16(icmp[2:4], checksum(icmp[:8+n]))
+	s.ipID++
+	putIPv4Header(ip, p.tos&tosMask|tosInternetControl, defaultTTL-m.hops, ipv4HeaderLen+8+n, s.ipID, 0,
+		layers.IPProtocolICMPv4, m.from, p.src)
+	first := out.Len()
+	out.commit(o + ipv4HeaderLen + 8 + n)
+	s.ctr.events[evTxPackets].Add(1)
+	s.ctr.events[evICMPErrors].Add(1)
+	s.impair(out, first, h, m.impair, m.fromHost)
+	if e := s.log.Debug(); e.Enabled() {
+		e.Msgf("tx icmp type=%d code=%d %v > %v about %v > %v proto=%d", m.typ, m.code, u32Addr(m.from), u32Addr(p.src), u32Addr(p.src), u32Addr(p.dst), p.proto)
+	}
+	return m.verdict
+}
+
+// errorAllowed4 applies RFC 1812 §4.3.2.7: no ICMP error about an ICMP
+// error, about a fragment other than the first, or about a datagram sent
+// as a link-layer broadcast. (Bad sources and broadcast or multicast
+// destinations never get this far.)
+func errorAllowed4(p *ipv4Pkt, l *link) bool {
+	if p.offset != 0 {
+		return false
+	}
+	if l != nil && l.dst[0]&1 != 0 {
+		return false
+	}
+	if p.proto == layers.IPProtocolICMPv4 {
+		if len(p.body) < 1 {
+			return false
+		}
+		switch p.body[0] {
+		case icmpEchoRequest, icmpEchoReply, 13, 14, 15, 16, 17, 18:
+			// Queries and replies are not errors.
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// pseudoSum4 is the sum of the IPv4 pseudo-header of TCP and UDP (RFC 793,
+// RFC 768).
+func pseudoSum4(src, dst uint32, proto layers.IPProtocol, n int) uint64 {
+	return uint64(src>>16) + uint64(src&0xffff) + uint64(dst>>16) + uint64(dst&0xffff) + uint64(proto) + uint64(n)
+}
+
+// handleUDP4 answers a UDP datagram with Port Unreachable: the host has no
+// UDP service (RFC 1122 §4.1.3.1), so traceroute's probes end here.
+func (s *Stack) handleUDP4(h *hostEntry, p *ipv4Pkt, l *link, out *Out) Verdict {
+	if len(p.body) < 8 {
+		return Truncated
+	}
+	n := int(binary.BigEndian.Uint16(p.body[4:6]))
+	if n < 8 || n > len(p.body) {
+		return BadL4Length
+	}
+	// A zero checksum means none was computed (RFC 768).
+	if binary.BigEndian.Uint16(p.body[6:8]) != 0 && ^fold(sum(p.body[:n], pseudoSum4(p.src, p.dst, layers.IPProtocolUDP, n))) != 0 {
+		return BadL4Checksum
+	}
+	return s.sendError4(h, errFromHost(h, p.dst, icmpDestUnreachable, icmpPortUnreachable, 0), p, l, out)
+}
+
+// TCP header flags.
+const (
+	tcpFIN = 0x01
+	tcpSYN = 0x02
+	tcpRST = 0x04
+	tcpACK = 0x10
+	tcpLen = 20
+)
+
+// handleTCP4 answers a TCP segment with a reset: no port is listening
+// (RFC 793 §3.4, "If the connection does not exist"), so traceroute -T
+// ends here.
+func (s *Stack) handleTCP4(h *hostEntry, p *ipv4Pkt, l *link, out *Out) Verdict {
+	seg := p.body
+	if len(seg) < tcpLen {
+		return Truncated
+	}
+	off := int(seg[12]>>4) * 4
+	if off < tcpLen || off > len(seg) {
+		return BadL4Length
+	}
+	if ^fold(sum(seg, pseudoSum4(p.src, p.dst, layers.IPProtocolTCP, len(seg)))) != 0 {
+		return BadL4Checksum
+	}
+	var rst [tcpLen]byte
+	if !putReset(&rst, seg, off) {
+		return IgnoredReset
+	}
+	binary.BigEndian.PutUint16(rst[16:18], ^fold(sum(rst[:], pseudoSum4(p.dst, p.src, layers.IPProtocolTCP, tcpLen))))
+	first := out.Len()
+	if v := s.sendIPv4(0, defaultTTL-len(h.routers), p.dst, p.src, layers.IPProtocolTCP, rst[:], nil, l, out); v != Replied {
+		return v
+	}
+	s.impair(out, first, h, len(h.routers), true)
+	if e := s.log.Debug(); e.Enabled() {
+		e.Msgf("tx tcp rst %v:%d > %v:%d", u32Addr(p.dst), binary.BigEndian.Uint16(seg[2:4]), u32Addr(p.src), binary.BigEndian.Uint16(seg[0:2]))
+	}
+	return Reset
+}
+
+// putReset writes to rst the reset RFC 793 §3.4 answers seg with, less the
+// checksum, or returns false when seg is itself a reset. off is seg's data
+// offset in bytes.
+func putReset(rst *[tcpLen]byte, seg []byte, off int) bool {
+	flags := seg[13]
+	if flags&tcpRST != 0 {
+		return false
+	}
+	copy(rst[0:2], seg[2:4])
+	copy(rst[2:4], seg[0:2])
+	rst[12] = tcpLen / 4 << 4
+	if flags&tcpACK != 0 {
+		// <SEQ=SEG.ACK><CTL=RST>
+		copy(rst[4:8], seg[8:12])
+		rst[13] = tcpRST
+		return true
+	}
+	// <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>, SYN and FIN counting one.
+	n := uint32(len(seg) - off)
+	if flags&tcpSYN != 0 {
+		n++
+	}
+	if flags&tcpFIN != 0 {
+		n++
+	}
+	binary.BigEndian.PutUint32(rst[8:12], binary.BigEndian.Uint32(seg[4:8])+n)
+	rst[13] = tcpRST | tcpACK
+	return true
+}
