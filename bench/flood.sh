@@ -95,8 +95,8 @@ raw_case() {
 
 kernel_case() {
 	ip netns add "$nsa"; ip netns add "$nsb"
-	ip link add vhba type veth peer name vhbb
-	ip link set vhba netns "$nsa"; ip link set vhbb netns "$nsb"
+	# Made inside the namespaces: nothing is created in the root namespace.
+	ip -n "$nsa" link add vhba type veth peer name vhbb netns "$nsb"
 	ip -n "$nsa" addr add 10.0.0.1/24 dev vhba; ip -n "$nsb" addr add 10.0.0.2/24 dev vhbb
 	ip -n "$nsa" link set vhba up; ip -n "$nsb" link set vhbb up
 	ip netns exec "$nsa" ping -q -c 3 -i 0.2 10.0.0.2 >/dev/null
