@@ -3,6 +3,7 @@ package stack
 import (
 	"fmt"
 	"net/netip"
+	"sync/atomic"
 )
 
 // MaxPrefixHosts is the most hosts one prefix may stand for: a /16 of IPv4
@@ -17,6 +18,9 @@ type hostEntry struct {
 	routers  []routerEntry
 	pathMTU  int
 	imp      impairer
+	// rx counts packets for the entry's addresses; replies, the replies
+	// and ICMP errors its hosts and routers sent.
+	rx, replies atomic.Uint64
 }
 
 // routerEntry is one compiled Router.

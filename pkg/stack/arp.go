@@ -51,6 +51,8 @@ func (s *Stack) handleARP(p []byte, l *link, out *Out) Verdict {
 	if !ok || !l.accepts(s.mac4(e, tpa)) {
 		return NotForUs
 	}
+	h := &s.hosts[e]
+	h.rx.Add(1)
 	// RFC 5227 §2.1.1: a probe has sender IP 0.0.0.0; the owner defends
 	// its address with a reply. Linux addresses that reply to the prober's
 	// MAC with target IP 0.0.0.0, and so do we.
@@ -69,6 +71,7 @@ func (s *Stack) handleARP(p []byte, l *link, out *Out) Verdict {
 	s.putARP(b, &sha, &l.self, arpReply, tpa, &sha, spa)
 	out.commit(arpFrameSize)
 	s.ctr.events[evTxPackets].Add(1)
+	h.replies.Add(1)
 	if e := s.log.Debug(); e.Enabled() {
 		self := l.self
 		e.Msgf("tx arp reply %v is-at %v", u32Addr(tpa), net.HardwareAddr(self[:]))

@@ -59,6 +59,7 @@ func (s *Stack) handleIPv4(pkt []byte, l *link, out *Out) Verdict {
 		return NotForUs
 	}
 	h := &s.hosts[ei]
+	h.rx.Add(1)
 	p := ipv4Pkt{
 		hdr: pkt[:ihl], body: ip.Payload, src: src, dst: dst, ttl: ip.TTL, tos: ip.TOS,
 		proto: ip.Protocol, id: ip.Id, offset: int(ip.FragOffset) * 8,
@@ -155,6 +156,7 @@ func (s *Stack) handleICMPv4(h *hostEntry, p *ipv4Pkt, l *link, out *Out) Verdic
 	if v := s.sendIPv4(p.tos, defaultTTL-len(h.routers), p.dst, p.src, layers.IPProtocolICMPv4, hdr[:], msg[8:], l, out); v != Replied {
 		return v
 	}
+	h.replies.Add(1)
 	s.impair(out, first, h, len(h.routers), true)
 	if e := s.log.Debug(); e.Enabled() {
 		e.Msgf("tx icmp echo-reply %v > %v id=%d seq=%d len=%d", u32Addr(p.dst), u32Addr(p.src), icmp.Id, icmp.Seq, len(msg))

@@ -127,6 +127,7 @@ func (s *Stack) sendError4(h *hostEntry, m icmpErr, p *ipv4Pkt, l *link, out *Ou
 	out.commit(o + ipv4HeaderLen + 8 + n)
 	s.ctr.events[evTxPackets].Add(1)
 	s.ctr.events[evICMPErrors].Add(1)
+	h.replies.Add(1)
 	s.impair(out, first, h, m.impair, m.fromHost)
 	if e := s.log.Debug(); e.Enabled() {
 		e.Msgf("tx icmp type=%d code=%d %v > %v about %v > %v proto=%d", m.typ, m.code, u32Addr(m.from), u32Addr(p.src), u32Addr(p.src), u32Addr(p.dst), p.proto)
@@ -215,6 +216,7 @@ func (s *Stack) handleTCP4(h *hostEntry, p *ipv4Pkt, l *link, out *Out) Verdict 
 	if v := s.sendIPv4(0, defaultTTL-len(h.routers), p.dst, p.src, layers.IPProtocolTCP, rst[:], nil, l, out); v != Replied {
 		return v
 	}
+	h.replies.Add(1)
 	s.impair(out, first, h, len(h.routers), true)
 	if e := s.log.Debug(); e.Enabled() {
 		e.Msgf("tx tcp rst %v:%d > %v:%d", u32Addr(p.dst), binary.BigEndian.Uint16(seg[2:4]), u32Addr(p.src), binary.BigEndian.Uint16(seg[0:2]))

@@ -328,3 +328,19 @@ func singles(n int) []netip.Prefix {
 	}
 	return ps
 }
+
+func TestHostCounters(t *testing.T) {
+	s, out := newStack(t, false, func(c *stack.Config) {
+		c.Addrs = []netip.Prefix{netip.MustParsePrefix("10.0.0.3/32")}
+		c.Hosts = []stack.Host{{Name: "web", Addrs: []netip.Prefix{netip.PrefixFrom(hostAddr, 32)}, Routers: make([]stack.Router, 1)}}
+	})
+	handle(t, s, out, "echo", pt.Echo{Src: kernelAddr, Dst: hostAddr, TTL: 64}.IPv4(t), stack.Replied, 1)
+	handle(t, s, out, "probe", probe4(t, hostAddr, 1, 0, false), stack.TimeExceeded, 1)
+	handle(t, s, out, "bad UDP checksum", corrupt(probe4(t, hostAddr, 9, 4, false), func(b []byte) { b[28] ^= 1 }), stack.BadL4Checksum, 0)
+	handle(t, s, out, "echo .3", pt.Echo{Src: kernelAddr, Dst: netip.MustParseAddr("10.0.0.3"), TTL: 64}.IPv4(t), stack.Replied, 1)
+	got := s.HostCounters()
+	want := []stack.HostCounter{{Name: "web", Rx: 3, Replies: 2}, {Name: "10.0.0.3", Rx: 1, Replies: 1}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("HostCounters = %+v, want %+v", got, want)
+	}
+}

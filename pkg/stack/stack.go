@@ -159,6 +159,12 @@ func (s *Stack) compileHost(h *Host, i int32, seed uint64) error {
 	if len(h.Addrs) == 0 {
 		return fmt.Errorf("no addresses")
 	}
+	if e.name == "" {
+		e.name = h.Addrs[0].String()
+		if h.Addrs[0].IsSingleIP() {
+			e.name = h.Addrs[0].Addr().String()
+		}
+	}
 	if err := s.addrs.add(h, i); err != nil {
 		return err
 	}

@@ -137,6 +137,13 @@ const (
 	evFragEvicted                // datagrams dropped to make room under the global memory bound
 	evAnnouncements              // gratuitous ARP announcements made
 	evICMPErrors                 // ICMP error messages sent
+	// The impairments' events count packets (every fragment of a reply), so
+	// that the packets handed to the device are tx_packets - impair_lost +
+	// impair_duplicated.
+	evImpairLost       // packets a simulated path lost
+	evImpairDuplicated // packets a simulated path duplicated (the copies)
+	evImpairDelayed    // packets handed out with a delay
+	evImpairDupNoRoom  // duplicates not made: the output had no room for them
 	numEvents
 )
 
@@ -146,6 +153,11 @@ var eventNames = [numEvents]string{
 	evFragEvicted:   "fragment_evicted",
 	evAnnouncements: "arp_announcements",
 	evICMPErrors:    "icmp_errors",
+
+	evImpairLost:       "impair_lost",
+	evImpairDuplicated: "impair_duplicated",
+	evImpairDelayed:    "impair_delayed",
+	evImpairDupNoRoom:  "impair_dup_no_room",
 }
 
 // counters are updated by the goroutine that calls Handle and may be read
@@ -180,4 +192,24 @@ func (s *Stack) Count(v Verdict) uint64 {
 		return 0
 	}
 	return s.ctr.verdicts[v].Load()
+}
+
+// HostCounter is the traffic of one Host entry of the Config.
+type HostCounter struct {
+	// Name is the Host's Name, or its first address when it has none.
+	Name string
+	// Rx counts packets for its addresses (ARP and neighbour discovery
+	// included); Replies counts what its hosts and routers sent back.
+	Rx, Replies uint64
+}
+
+// HostCounters returns one HostCounter per Host entry, in Config order
+// (the Hosts, then one per Addrs entry).
+func (s *Stack) HostCounters() []HostCounter {
+	out := make([]HostCounter, len(s.hosts))
+	for i := range s.hosts {
+		h := &s.hosts[i]
+		out[i] = HostCounter{h.name, h.rx.Load(), h.replies.Load()}
+	}
+	return out
 }
