@@ -26,8 +26,9 @@ type Source func() []stack.Counter
 type Registry struct {
 	prefix string // sanitised, with its trailing '_'; or empty
 
-	mu      sync.Mutex
-	sources []source
+	mu       sync.Mutex
+	sources  []source
+	families []family
 }
 
 type source struct {
@@ -103,7 +104,7 @@ func (r *Registry) metricName(name string) string {
 }
 
 // WriteText writes every metric in the Prometheus text exposition format
-// 0.0.4, sorted by name:
+// 0.0.4, sorted by name, then the labelled families (AddLabeled):
 //
 //	# HELP vhost_replied_total Packets by verdict.
 //	# TYPE vhost_replied_total counter
@@ -136,6 +137,7 @@ func (r *Registry) WriteText(w io.Writer) error {
 		b.WriteString(strconv.FormatUint(l.s.value, 10))
 		b.WriteByte('\n')
 	}
+	r.writeFamilies(&b)
 	_, err := io.WriteString(w, b.String())
 	return err
 }

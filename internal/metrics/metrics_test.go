@@ -598,3 +598,37 @@ func TestRunSummaryOff(t *testing.T) {
 		t.Errorf("RunSummary(every=0) logged %q", b.String())
 	}
 }
+
+func TestWriteTextLabeled(t *testing.T) {
+	r := New("vhost")
+	r.Add("Packets by verdict.", counters(t, "replied", 3))
+	hosts := func(kv ...any) LabeledSource {
+		var ls []Labeled
+		for i := 0; i < len(kv); i += 2 {
+			ls = append(ls, Labeled{kv[i].(string), uint64(kv[i+1].(int))})
+		}
+		return func() []Labeled { return ls }
+	}
+	r.AddLabeled("host_replies", "Replies by host.", "host", hosts("web", 2, `we"ird\`, 1))
+	// A second device's hosts: same family, "web" summed.
+	r.AddLabeled("host_replies", "ignored", "host", hosts("web", 5, "db", 0))
+	var b bytes.Buffer
+	if err := r.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	want := `# HELP vhost_replied_total Packets by verdict.
+# TYPE vhost_replied_total counter
+vhost_replied_total 3
+# HELP vhost_host_replies_total Replies by host.
+# TYPE vhost_host_replies_total counter
+vhost_host_replies_total{host="db"} 0
+vhost_host_replies_total{host="we\"ird\\"} 1
+vhost_host_replies_total{host="web"} 7
+`
+	if b.String() != want {
+		t.Errorf("WriteText:\n%s\nwant:\n%s", b.String(), want)
+	}
+	if s := Summary(r); s != "replied=3" {
+		t.Errorf("Summary = %q, want the unlabelled counters only", s)
+	}
+}
