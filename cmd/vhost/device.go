@@ -4,13 +4,15 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/vhost-dev/vhost/internal/lab"
 	"github.com/vhost-dev/vhost/internal/metrics"
 	"github.com/vhost-dev/vhost/pkg/stack"
 	"github.com/vhost-dev/vhost/pkg/tundev"
@@ -19,52 +21,60 @@ import (
 // devFlags are the flags that choose and configure the device, shared by
 // vhost and vhost relay.
 type devFlags struct {
-	dev, mode, hostAddr, hostMAC string
-	attach                       bool
-	mtu                          int
+	dev, mode, hostMAC string
+	hostAddrs          hostSideList
+	attach             bool
+	mtu                int
 }
 
 func (f *devFlags) register(fs *flag.FlagSet, hostAddrDefault string) {
 	fs.StringVar(&f.dev, "dev", "", "device `name`: created if missing (transient), attached to if it exists; default: a new device named by the kernel from vhost%d")
 	fs.BoolVar(&f.attach, "attach", false, "only attach to an existing --dev; fail if it is missing")
-	fs.StringVar(&f.mode, "mode", "tun", "device `mode`: tun (IP packets) or tap (Ethernet frames, with ARP)")
-	fs.StringVar(&f.hostAddr, "host-addr", "", "kernel-side address `CIDR`; "+hostAddrDefault)
+	fs.StringVar(&f.mode, "mode", "tun", "device `mode`: tun (IP packets) or tap (Ethernet frames, with ARP and neighbour discovery)")
+	fs.Var(&f.hostAddrs, "host-addr", "kernel-side address `CIDR`, IPv4 or IPv6 (10.0.0.1/24, fd00::1/64); repeatable; "+hostAddrDefault)
 	fs.StringVar(&f.hostMAC, "host-mac", "", "set the kernel side's `MAC` of the TAP device")
 	fs.IntVar(&f.mtu, "mtu", 0, "set the device `MTU` (default: leave it, 1500 on a new device)")
 }
 
 // devConfig is the validated device part of a command line.
 type devConfig struct {
-	dev      string
-	attach   bool
-	mode     tundev.Mode
-	hostAddr netip.Prefix // zero: leave the device's addresses alone
-	hostMAC  net.HardwareAddr
-	mtu      int
-	vnetHdr  bool // open with a virtio-net header (relay --offload)
+	dev       string
+	attach    bool
+	mode      tundev.Mode
+	hostAddrs []netip.Prefix // empty: leave the device's addresses alone
+	hostMAC   net.HardwareAddr
+	mtu       int
+	vnetHdr   bool // open with a virtio-net header (relay --offload)
 }
 
-func (f *devFlags) config() (devConfig, error) {
-	c := devConfig{dev: f.dev, attach: f.attach, mtu: f.mtu}
+// labDevice maps the device flags onto the lab model, checking each value;
+// lab.Validate checks the rest.
+func (f *devFlags) labDevice() (lab.Device, error) {
+	d := lab.Device{Name: f.dev, Attach: f.attach, HostSide: []netip.Prefix(f.hostAddrs), MTU: f.mtu}
 	var err error
-	if c.mode, err = tundev.ParseMode(f.mode); err != nil {
-		return c, usagef("--mode %q: want tun or tap", f.mode)
+	if d.Mode, err = tundev.ParseMode(f.mode); err != nil {
+		return d, usagef("--mode %q: want tun or tap", f.mode)
 	}
+	if f.hostMAC != "" {
+		if d.HostMAC, err = lab.ParseMAC(f.hostMAC); err != nil {
+			return d, usagef("--host-mac: %v", err)
+		}
+	}
+	return d, nil
+}
+
+// config validates the device flags (for vhost relay, which has no lab).
+func (f *devFlags) config() (devConfig, error) {
+	d, err := f.labDevice()
+	if err != nil {
+		return devConfig{}, err
+	}
+	c := deviceConfig(&d)
 	if c.attach && c.dev == "" {
 		return c, usagef("--attach needs --dev NAME")
 	}
-	if f.hostAddr != "" {
-		if c.hostAddr, err = netip.ParsePrefix(f.hostAddr); err != nil || !c.hostAddr.Addr().Is4() {
-			return c, usagef("--host-addr %q: want an IPv4 address with its prefix length, e.g. 10.0.0.1/24", f.hostAddr)
-		}
-	}
-	if f.hostMAC != "" {
-		if c.hostMAC, err = parseMAC(f.hostMAC); err != nil {
-			return c, usagef("--host-mac: %v", err)
-		}
-		if c.mode != tundev.TAP {
-			return c, usagef("--host-mac needs --mode tap (a TUN device has no MAC)")
-		}
+	if c.hostMAC != nil && c.mode != tundev.TAP {
+		return c, usagef("--host-mac needs --mode tap (a TUN device has no MAC)")
 	}
 	if c.mtu != 0 && (c.mtu < stack.MinMTU || c.mtu > stack.MaxIPv4Packet) {
 		return c, usagef("--mtu %d: want %d to %d", c.mtu, stack.MinMTU, stack.MaxIPv4Packet)
@@ -72,16 +82,35 @@ func (f *devFlags) config() (devConfig, error) {
 	return c, nil
 }
 
-func parseMAC(s string) (net.HardwareAddr, error) {
-	m, err := net.ParseMAC(s)
-	if err != nil || len(m) != 6 {
-		return nil, fmt.Errorf("%q is not an Ethernet MAC address (e.g. 02:00:00:00:00:02)", s)
+// deviceConfig is how a lab's device is opened and configured.
+func deviceConfig(d *lab.Device) devConfig {
+	return devConfig{
+		dev:       d.Name,
+		attach:    d.Attach,
+		mode:      d.ModeOrDefault(),
+		hostAddrs: slices.Clone(d.HostSide),
+		hostMAC:   d.HostMAC,
+		mtu:       d.MTU,
 	}
-	if m[0]&1 != 0 {
-		return nil, fmt.Errorf("%q is a multicast address; use a unicast one (first byte even, e.g. 02:...)", s)
-	}
-	return m, nil
 }
+
+// hostSideList is a repeatable --host-addr flag.
+type hostSideList []netip.Prefix
+
+func (p *hostSideList) String() string { return (*prefixList)(p).String() }
+
+func (p *hostSideList) Set(v string) error {
+	for _, f := range strings.Split(v, ",") {
+		pr, err := lab.ParseHostSide(strings.TrimSpace(f))
+		if err != nil {
+			return err
+		}
+		*p = append(*p, pr)
+	}
+	return nil
+}
+
+func parseMAC(s string) (net.HardwareAddr, error) { return lab.ParseMAC(s) }
 
 // device is an opened device and what vhost knows of it.
 type device struct {
@@ -97,14 +126,14 @@ type device struct {
 func openDevice(c *devConfig, defaultHostAddr netip.Prefix) (*device, error) {
 	exists := c.dev != "" && tundev.Exists(c.dev)
 	if c.attach && !exists {
-		return nil, usagef("device %s does not exist (create it with: vhost mktun --dev %s --mode %v, or drop --attach)", c.dev, c.dev, c.mode)
+		return nil, usagef("device %s does not exist (create it with: vhost mktun --dev %s --mode %v, or drop --attach, attach: true in a lab file)", c.dev, c.dev, c.mode)
 	}
 	name := c.dev
 	if name == "" {
 		name = tundev.DefaultName
 	}
-	if !exists && !c.hostAddr.IsValid() {
-		c.hostAddr = defaultHostAddr
+	if !exists && len(c.hostAddrs) == 0 && defaultHostAddr.IsValid() {
+		c.hostAddrs = []netip.Prefix{defaultHostAddr}
 	}
 	fd, err := tundev.Open(tundev.Config{Name: name, Mode: c.mode, VnetHdr: c.vnetHdr})
 	if err != nil {
@@ -128,8 +157,8 @@ func openDevice(c *devConfig, defaultHostAddr netip.Prefix) (*device, error) {
 // given on the command line.
 func (d *device) configure(c devConfig) error {
 	lc := tundev.LinkConfig{MTU: c.mtu, HWAddr: c.hostMAC, Up: d.created}
-	if c.hostAddr.IsValid() {
-		lc.Addrs = []netip.Prefix{c.hostAddr}
+	if len(c.hostAddrs) > 0 {
+		lc.Addrs = c.hostAddrs
 		lc.Up = true
 	}
 	if !lc.Up && lc.MTU == 0 && lc.HWAddr == nil {

@@ -11,9 +11,12 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
+
+	"github.com/vhost-dev/vhost/internal/lab"
 )
 
 // Exit statuses.
@@ -40,6 +43,8 @@ const topUsage = `vhost — a userspace virtual host on a TUN/TAP interface.
 Usage:
   vhost [flags]                 run the virtual host (default: a new TUN,
                                 kernel side 10.0.0.1/24, answering 10.0.0.2)
+  vhost run --config FILE       run a lab file: devices, hosts, routers
+  vhost check FILE              check a lab file and summarise it
   vhost mktun --dev NAME ...    create a persistent device
   vhost rmtun --dev NAME        delete a persistent device
   vhost relay ...               tunnel the device to a remote vhost relay
@@ -47,7 +52,7 @@ Usage:
   vhost version                 print the version
 
 Run 'vhost COMMAND --help' for a command's flags, 'vhost --help' for the
-flags of the virtual host.
+flags of the virtual host. Lab files: see examples/ and the README.
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -57,6 +62,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return report(stderr, mktun(args[1:], stdout, stderr))
 		case "rmtun":
 			return report(stderr, rmtun(args[1:], stdout, stderr))
+		case "run":
+			return report(stderr, runCmd(args[1:], stdout, stderr))
+		case "check":
+			return report(stderr, checkCmd(args[1:], stdout, stderr))
 		case "relay":
 			return report(stderr, relayCmd(args[1:], stdout, stderr))
 		case "genkey":
@@ -82,11 +91,18 @@ func report(stderr io.Writer, err error) int {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return exitOK
 	case errors.As(err, new(usageError)):
-		fmt.Fprintln(stderr, "vhost:", err)
+		printError(stderr, err)
 		return exitUsage
 	default:
-		fmt.Fprintln(stderr, "vhost:", err)
+		printError(stderr, err)
 		return exitError
+	}
+}
+
+// printError prints each line of err after "vhost: ".
+func printError(stderr io.Writer, err error) {
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintln(stderr, "vhost:", line)
 	}
 }
 
@@ -137,6 +153,18 @@ func printDefaults(w io.Writer, fs *flag.FlagSet) {
 
 // parse parses args and rejects stray arguments. --help prints the usage.
 func parse(fs *flagSet, args []string) error {
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q (flags start with --; see: %s --help)", fs.Arg(0), fs.Name())
+	}
+	return nil
+}
+
+// parseArgs parses args, leaving arguments after the flags in fs.Args().
+// --help prints the usage.
+func parseArgs(fs *flagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(fs.out, fs.usage)
@@ -145,13 +173,11 @@ func parse(fs *flagSet, args []string) error {
 		}
 		return usagef("%v (see: %s --help)", err, fs.Name())
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q (flags start with --; see: %s --help)", fs.Arg(0), fs.Name())
-	}
 	return nil
 }
 
-// prefixList is a repeatable --addr flag: an address or a prefix.
+// prefixList is a repeatable --addr flag: an address or a prefix, IPv4 or
+// IPv6.
 type prefixList []netip.Prefix
 
 func (p *prefixList) String() string {
@@ -164,7 +190,7 @@ func (p *prefixList) String() string {
 
 func (p *prefixList) Set(v string) error {
 	for _, f := range strings.Split(v, ",") {
-		pr, err := parseAddrOrPrefix(strings.TrimSpace(f))
+		pr, err := lab.ParseAddrOrPrefix(strings.TrimSpace(f))
 		if err != nil {
 			return err
 		}
@@ -173,28 +199,62 @@ func (p *prefixList) Set(v string) error {
 	return nil
 }
 
-func parseAddrOrPrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return p, fmt.Errorf("%q is not an address or prefix (e.g. 10.0.0.2 or 10.0.0.0/24)", s)
+// routerList is a repeatable --router flag.
+type routerList []lab.Router
+
+func (r *routerList) String() string {
+	s := make([]string, len(*r))
+	for i, x := range *r {
+		var a []string
+		for _, ad := range []netip.Addr{x.Addr4, x.Addr6} {
+			if ad.IsValid() {
+				a = append(a, ad.String())
+			}
 		}
-		if !p.Addr().Is4() {
-			return p, fmt.Errorf("%q: only IPv4 is supported", s)
-		}
-		if p != p.Masked() {
-			return p, fmt.Errorf("prefix %q has host bits set (did you mean %v?)", s, p.Masked())
-		}
-		return p, nil
+		s[i] = strings.Join(a, ",")
 	}
-	a, err := netip.ParseAddr(s)
+	return strings.Join(s, " ")
+}
+
+func (r *routerList) Set(v string) error {
+	x, err := lab.ParseRouter(v)
 	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not an address or prefix (e.g. 10.0.0.2 or 10.0.0.0/24)", s)
+		return err
 	}
-	if !a.Is4() {
-		return netip.Prefix{}, fmt.Errorf("%q: only IPv4 is supported", s)
+	*r = append(*r, x)
+	return nil
+}
+
+// durationFlag is a delay: 20ms, 1.5s; never negative.
+type durationFlag time.Duration
+
+func (d *durationFlag) String() string {
+	if *d == 0 {
+		return ""
 	}
-	return netip.PrefixFrom(a, 32), nil
+	return time.Duration(*d).String()
+}
+
+func (d *durationFlag) Set(v string) error {
+	x, err := lab.ParseDuration(v)
+	*d = durationFlag(x)
+	return err
+}
+
+// percentFlag is a percentage, 0 to 100: 10% or 10.
+type percentFlag float64
+
+func (p *percentFlag) String() string {
+	if *p == 0 {
+		return ""
+	}
+	return lab.FormatPercent(float64(*p))
+}
+
+func (p *percentFlag) Set(v string) error {
+	x, err := lab.ParsePercent(v)
+	*p = percentFlag(x)
+	return err
 }
 
 // newLogger builds the logger: human console output on a terminal, JSON

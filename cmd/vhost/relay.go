@@ -93,7 +93,7 @@ func relayCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	virtual := len(hf.addrs) > 0
-	if virtual && (df.dev != "" || df.attach || dc.hostAddr.IsValid() || dc.hostMAC != nil || rf.offload) {
+	if virtual && (df.dev != "" || df.attach || len(dc.hostAddrs) > 0 || dc.hostMAC != nil || rf.offload) {
 		return usagef("--addr makes this end the virtual host, which has no device: drop --dev, --attach, --host-addr, --host-mac and --offload")
 	}
 	dc.vnetHdr = rf.offload
