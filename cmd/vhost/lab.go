@@ -64,6 +64,13 @@ func runLab(ctx context.Context, l *lab.Lab, o runOptions) (err error) {
 		ld.logUp(l)
 		reg.Add("Packets by the virtual host's verdict, and its events.", ld.st.Counters)
 		reg.Add("Packets the device loop read, and failed writes.", ld.stats.Counters)
+		st := ld.st
+		reg.AddLabeled("host_rx_packets", "Packets for each host's addresses.", "host", func() []metrics.Labeled {
+			return hostValues(st, func(c stack.HostCounter) uint64 { return c.Rx })
+		})
+		reg.AddLabeled("host_replies", "Replies and ICMP errors each host and its routers sent.", "host", func() []metrics.Labeled {
+			return hostValues(st, func(c stack.HostCounter) uint64 { return c.Replies })
+		})
 	}
 	if err := o.metrics.start(ctx, reg, o.log); err != nil {
 		return err
@@ -259,4 +266,14 @@ func firstHost(addrs, hostSide []netip.Prefix) netip.Addr {
 		}
 	}
 	return p.Addr()
+}
+
+// hostValues returns one of st's per-host counters as a labelled family.
+func hostValues(st *stack.Stack, get func(stack.HostCounter) uint64) []metrics.Labeled {
+	cs := st.HostCounters()
+	out := make([]metrics.Labeled, len(cs))
+	for i, c := range cs {
+		out[i] = metrics.Labeled{Label: c.Name, Value: get(c)}
+	}
+	return out
 }
