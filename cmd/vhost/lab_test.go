@@ -125,7 +125,7 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{name: "loss", args: []string{"--loss", "110%"}, want: []string{`invalid value "110%" for flag -loss: "110%" is above 100%`}},
 		{name: "delay_unit", args: []string{"--delay", "20"}, want: []string{`"20" has no unit: write e.g. 20ms`}},
-		{name: "hops", args: []string{"--hops", "65", "--addr", "10.0.0.2", "--addr", "10.0.0.3"}, want: []string{"vhost: --hops: 65 hops: want 0 to 64\n"}},
+		{name: "hops", args: []string{"--hops", "65", "--addr", "10.0.0.2", "--addr", "10.0.0.3"}, want: []string{"vhost: --hops: 65 hops: want 0 to 63\n"}},
 		{name: "hops_and_router", args: []string{"--hops", "2", "--router", "192.0.2.1"}, want: []string{"--hops: give hops (generated routers) or routers (explicit ones), not both"}},
 		{name: "router_is_kernel", args: []string{"--router", "10.0.0.1"}, want: []string{"--router: router 10.0.0.1 is the kernel side's own address"}},
 		{name: "router_bad", args: []string{"--router", "10.0.0.0/24"}, want: []string{"-router", `"10.0.0.0/24" is not an address`}},
@@ -140,8 +140,8 @@ func TestUsageErrors(t *testing.T) {
 		{name: "run_without_config", args: []string{"run"}, want: []string{"run needs --config FILE"}},
 		{name: "run_missing_file", args: []string{"run", "--config", filepath.Join(dir, "nope.yaml")}, want: []string{"nope.yaml: no such file or directory"}},
 		{name: "run_bad_file", args: []string{"run", "--config", bad}, want: []string{
-			bad + `:3:11: hosts[0].loss: "110%" is above 100%` + "\n" + bad + ":4:11: hosts[0].hops: 99 hops: want 0 to 64\nvhost: " + bad + ": 2 errors\n"}},
-		{name: "check_bad_file", args: []string{"check", bad}, want: []string{bad + ":4:11: hosts[0].hops: 99 hops: want 0 to 64\n"}},
+			bad + `:3:11: hosts[0].loss: "110%" is above 100%` + "\n" + bad + ":4:11: hosts[0].hops: 99 hops: want 0 to 63\nvhost: " + bad + ": 2 errors\n"}},
+		{name: "check_bad_file", args: []string{"check", bad}, want: []string{bad + ":4:11: hosts[0].hops: 99 hops: want 0 to 63\n"}},
 		{name: "check_no_file", args: []string{"check"}, want: []string{"check needs one lab file"}},
 		{name: "check_two_files", args: []string{"check", bad, bad}, want: []string{"check needs one lab file"}},
 	} {

@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -22,11 +24,15 @@ const Batch = 64
 type Stats struct {
 	RxPackets atomic.Uint64
 	TxErrors  atomic.Uint64
+	// ImpairQueueFull counts delayed packets dropped because
+	// MaxDelayedPackets or MaxDelayedBytes were waiting already.
+	ImpairQueueFull atomic.Uint64
 }
 
 // Counters returns the loop's counters, named like the stack's.
 func (s *Stats) Counters() []stack.Counter {
-	return []stack.Counter{{Name: "rx_packets", Value: s.RxPackets.Load()}, {Name: "tx_errors", Value: s.TxErrors.Load()}}
+	return []stack.Counter{{Name: "rx_packets", Value: s.RxPackets.Load()}, {Name: "tx_errors", Value: s.TxErrors.Load()},
+		{Name: "impair_queue_full", Value: s.ImpairQueueFull.Load()}}
 }
 
 // Config configures Run.
@@ -36,13 +42,18 @@ type Config struct {
 	// Log receives debug lines about failed writes.
 	Log zerolog.Logger
 	// Capture, if set, records every packet read from the device and every
-	// packet written to it.
+	// packet written to it (a delayed one when it is written).
 	Capture *pcap.Writer
 }
 
 // Run serves st on dev until ctx is done or the device fails. It closes dev
 // when ctx is done, which unblocks a pending read. A nil error means ctx
 // ended the loop.
+//
+// Replies the stack delays (simulated path latency) are copied to a
+// scheduler that writes each at its due time from its own goroutine; the
+// loop goes on reading and answering meanwhile. Run stops the scheduler
+// before it returns, dropping the replies still waiting.
 func Run(ctx context.Context, dev tundev.Device, st *stack.Stack, cfg Config) error {
 	stats, log, capture := cfg.Stats, cfg.Log, cfg.Capture
 	if stats == nil {
@@ -57,18 +68,51 @@ func Run(ctx context.Context, dev tundev.Device, st *stack.Stack, cfg Config) er
 		bufs[i] = mem[i*(tundev.Headroom+tundev.MaxPacket) : (i+1)*(tundev.Headroom+tundev.MaxPacket)]
 	}
 	sizes := make([]int, Batch)
-	out := stack.NewOut(Batch+st.MaxOut(), st.PacketSize(), tundev.Headroom)
+	// Room for a batch of replies and, after any one reply, for a
+	// duplicate of it (an impairment), however many fragments it has.
+	room := 2 * st.MaxOut()
+	out := stack.NewOut(Batch+room, st.PacketSize(), tundev.Headroom)
+
+	// The scheduler starts with the first delayed reply. From then on
+	// device writes take wmu (see scheduler).
+	var (
+		sched     *scheduler
+		wmu       sync.Mutex
+		immediate = make([][]byte, 0, Batch+room)
+	)
+	defer func() {
+		if sched != nil {
+			sched.stop()
+		}
+	}()
 
 	flush := func() error {
 		if out.Len() == 0 {
 			return nil
 		}
-		if capture != nil {
-			for _, p := range out.Packets() {
-				capture.Write(p[tundev.Headroom:])
+		pkts := out.Packets()
+		if out.Delayed() {
+			if sched == nil {
+				sched = newScheduler(dev, &wmu, stats, log, capture)
+			}
+			immediate = sched.enqueue(out, time.Now(), immediate[:0])
+			pkts = immediate
+		}
+		var err error
+		if len(pkts) > 0 {
+			if sched != nil {
+				wmu.Lock()
+			}
+			if capture != nil {
+				for _, p := range pkts {
+					capture.Write(p[tundev.Headroom:])
+				}
+			}
+			_, err = dev.Write(pkts, tundev.Headroom)
+			if sched != nil {
+				wmu.Unlock()
 			}
 		}
-		_, err := dev.Write(out.Packets(), tundev.Headroom)
 		out.Reset()
 		if err != nil {
 			if errors.Is(err, tundev.ErrClosed) {
@@ -105,7 +149,7 @@ func Run(ctx context.Context, dev tundev.Device, st *stack.Stack, cfg Config) er
 		}
 		stats.RxPackets.Add(uint64(n))
 		for i := range n {
-			if out.Free() < st.MaxOut() {
+			if out.Free() < room {
 				if err := flush(); err != nil {
 					return ended(err)
 				}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vhost-dev/vhost/pkg/stack"
 	"github.com/vhost-dev/vhost/pkg/tundev"
 )
 
@@ -19,8 +20,8 @@ const (
 	DefaultICMPRate  = 1000
 	DefaultICMPBurst = 50
 	// MaxHops is the most routers in front of one host: Linux sends with
-	// a TTL of 64, so a host behind more could never be reached.
-	MaxHops = 64
+	// a TTL of 64, and the host's replies cross them all again.
+	MaxHops = stack.MaxRouters
 	// MaxDevices is the most devices of one lab; each gets its own block
 	// of generated router addresses (see GeneratedRouter).
 	MaxDevices = 255

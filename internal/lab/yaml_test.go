@@ -128,7 +128,7 @@ hosts:
 			want: []string{
 				`lab.yaml:1:6: mtu: MTU 40 out of range: want 68 to 65535`,
 				`lab.yaml:2:12: icmp-rate: 0 ICMP errors per second: want 1 or more, or -1 for no limit`,
-				`lab.yaml:5:11: hosts[0].hops: 65 hops: want 0 to 64`,
+				`lab.yaml:5:11: hosts[0].hops: 65 hops: want 0 to 63`,
 				`lab.yaml:6:15: hosts[0].path-mtu: path MTU 70000 out of range: want 68 to 65535`,
 				`lab.yaml:8:11: hosts[1].hops: give hops (generated routers) or routers (explicit ones), not both`,
 			},

@@ -2,11 +2,13 @@ package stack
 
 import "time"
 
-// ReassemblyConfig bounds IPv4 reassembly (RFC 791, RFC 815). Memory is at
-// most MaxDatagrams × 64 KiB, allocated as needed and then reused.
+// ReassemblyConfig bounds reassembly of IPv4 (RFC 791, RFC 815) and IPv6
+// (RFC 8200 §4.5) datagrams, which share the memory. Memory is at most
+// MaxDatagrams × 64 KiB, allocated as needed and then reused.
 type ReassemblyConfig struct {
 	// Timeout drops a datagram whose fragments have not all arrived.
-	// Default 30s, as Linux's ipfrag_time.
+	// Default 30s for IPv4, as Linux's ipfrag_time, and 60s for IPv6, as
+	// RFC 8200 §4.5 asks; a value given applies to both.
 	Timeout time.Duration
 	// MaxDatagrams is how many datagrams may be in reassembly at once.
 	// When full, the oldest is dropped for a new one. Default 64 (4 MiB).
@@ -16,33 +18,53 @@ type ReassemblyConfig struct {
 	PerSource int
 }
 
-const maxFragPayload = MaxIPv4Packet - ipv4HeaderLen
+const (
+	maxFragPayload = MaxIPv4Packet - ipv4HeaderLen
+	// maxFragBuf is the most data one datagram in reassembly holds: an
+	// IPv6 payload, which may be fragmentable from its first byte.
+	maxFragBuf = maxIPv6Payload
+	// Default timeouts.
+	fragTimeout4 = 30 * time.Second
+	fragTimeout6 = 60 * time.Second
+)
+
+// fragKey says which datagram a fragment belongs to: source, destination,
+// protocol and identification for IPv4 (RFC 791); source, destination and
+// identification for IPv6 (RFC 8200 §4.5), whose fragments may name
+// different next headers.
+type fragKey struct {
+	src, dst [16]byte // IPv4 addresses in the first four bytes
+	id       uint32
+	proto    uint8 // IPv4 only
+	v6       bool
+}
 
 // fragEntry is one datagram in reassembly.
 type fragEntry struct {
-	src, dst uint32
-	id       uint16
-	proto    uint8
-	tos      uint8
-	created  time.Time
+	key      fragKey
+	proto    uint8 // the first fragment's next header (IPv6; IPv4's is in the key)
+	tos      uint8 // the first fragment's TOS or traffic class
+	deadline time.Time
 	total    int // payload length, known once the last fragment is in; -1 before
 	got      int // payload bytes received
 	maxEnd   int
-	blocks   [(maxFragPayload+7)/8/64 + 1]uint64 // received 8-byte blocks
+	blocks   [(maxFragBuf+7)/8/64 + 1]uint64 // received 8-byte blocks
 	buf      []byte
 }
 
 func (e *fragEntry) payload() []byte { return e.buf[:e.total] }
 
 type reassembler struct {
-	cfg     ReassemblyConfig
-	entries []*fragEntry // in reassembly, oldest first
-	spare   []*fragEntry // reusable
+	cfg                ReassemblyConfig
+	timeout4, timeout6 time.Duration
+	entries            []*fragEntry // in reassembly, oldest first
+	spare              []*fragEntry // reusable
 }
 
 func (r *reassembler) init(cfg ReassemblyConfig) {
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 30 * time.Second
+	r.timeout4, r.timeout6 = fragTimeout4, fragTimeout6
+	if cfg.Timeout > 0 {
+		r.timeout4, r.timeout6 = cfg.Timeout, cfg.Timeout
 	}
 	if cfg.MaxDatagrams <= 0 {
 		cfg.MaxDatagrams = 64
@@ -54,23 +76,44 @@ func (r *reassembler) init(cfg ReassemblyConfig) {
 	r.entries = make([]*fragEntry, 0, cfg.MaxDatagrams)
 }
 
-// add stores a fragment. It returns the entry when its datagram is complete
-// (the caller processes e.payload() and then calls release), or nil and
-// the verdict for the fragment.
+// add stores an IPv4 fragment. It returns the entry when its datagram is
+// complete (the caller processes e.payload() and then calls release), or
+// nil and the verdict for the fragment.
 func (r *reassembler) add(s *Stack, src, dst uint32, id uint16, proto, tos uint8, off int, more bool, data []byte) (*fragEntry, Verdict) {
+	k := fragKey{id: uint32(id), proto: proto}
+	putU32(k.src[:], src)
+	putU32(k.dst[:], dst)
+	return r.insert(s, &k, proto, tos, off, more, data, maxFragPayload)
+}
+
+// add6 stores an IPv6 fragment whose data may reach limit bytes into the
+// fragmentable part (RFC 8200 §4.5: the reassembled payload length, less
+// the unfragmentable extension headers, is at most 65535). proto is the
+// Fragment header's next header and tc the packet's traffic class; only
+// the first fragment's are kept.
+func (r *reassembler) add6(s *Stack, src, dst *[16]byte, id uint32, proto, tc uint8, off int, more bool, data []byte, limit int) (*fragEntry, Verdict) {
+	k := fragKey{src: *src, dst: *dst, id: id, v6: true}
+	return r.insert(s, &k, proto, tc, off, more, data, limit)
+}
+
+func putU32(b []byte, a uint32) {
+	b[0], b[1], b[2], b[3] = byte(a>>24), byte(a>>16), byte(a>>8), byte(a)
+}
+
+func (r *reassembler) insert(s *Stack, k *fragKey, proto, tos uint8, off int, more bool, data []byte, limit int) (*fragEntry, Verdict) {
 	end := off + len(data)
-	// RFC 791: every fragment but the last carries a multiple of 8 bytes;
-	// nothing may reach past the largest datagram.
-	if more && (len(data) == 0 || len(data)%8 != 0) || end > maxFragPayload {
+	// RFC 791, RFC 8200 §4.5: every fragment but the last carries a
+	// multiple of 8 bytes; nothing may reach past the largest datagram.
+	if more && (len(data) == 0 || len(data)%8 != 0) || end > limit {
 		return nil, BadFragment
 	}
 	now := s.now()
 	r.expire(s, now)
-	e := r.find(src, dst, id, proto)
+	e := r.find(k)
 	if e == nil {
 		n := 0
 		for _, x := range r.entries {
-			if x.src == src {
+			if x.key.src == k.src && x.key.v6 == k.v6 {
 				n++
 			}
 		}
@@ -82,12 +125,17 @@ func (r *reassembler) add(s *Stack, src, dst uint32, id uint16, proto, tos uint8
 			r.release(r.entries[0])
 		}
 		e = r.alloc()
-		e.src, e.dst, e.id, e.proto, e.created = src, dst, id, proto, now
+		e.key = *k
+		e.deadline = now.Add(r.timeout4)
+		if k.v6 {
+			e.deadline = now.Add(r.timeout6)
+		}
 		r.entries = append(r.entries, e)
 	}
 	if off == 0 {
-		// The first fragment's header is the datagram's (RFC 791).
-		e.tos = tos
+		// The first fragment's header is the datagram's (RFC 791, RFC
+		// 8200 §4.5: only the offset-zero fragment's next header counts).
+		e.tos, e.proto = tos, proto
 	}
 	switch {
 	case e.total >= 0 && end > e.total,
@@ -120,22 +168,25 @@ func (r *reassembler) add(s *Stack, src, dst uint32, id uint16, proto, tos uint8
 	return nil, FragmentQueued
 }
 
-func (r *reassembler) find(src, dst uint32, id uint16, proto uint8) *fragEntry {
-	// RFC 791: fragments belong together when source, destination, protocol
-	// and identification match.
+func (r *reassembler) find(k *fragKey) *fragEntry {
 	for _, e := range r.entries {
-		if e.id == id && e.src == src && e.dst == dst && e.proto == proto {
+		if e.key == *k {
 			return e
 		}
 	}
 	return nil
 }
 
-// expire drops datagrams older than the timeout.
+// expire drops datagrams past their deadline. IPv4 and IPv6 may have
+// different timeouts, so every entry is looked at; there are few.
 func (r *reassembler) expire(s *Stack, now time.Time) {
-	for len(r.entries) > 0 && now.Sub(r.entries[0].created) > r.cfg.Timeout {
-		s.ctr.events[evFragTimeout].Add(1)
-		r.release(r.entries[0])
+	for i := 0; i < len(r.entries); {
+		if e := r.entries[i]; now.After(e.deadline) {
+			s.ctr.events[evFragTimeout].Add(1)
+			r.release(e)
+			continue
+		}
+		i++
 	}
 }
 
@@ -145,7 +196,7 @@ func (r *reassembler) alloc() *fragEntry {
 		e = r.spare[n-1]
 		r.spare = r.spare[:n-1]
 	} else {
-		e = &fragEntry{buf: make([]byte, maxFragPayload)}
+		e = &fragEntry{buf: make([]byte, maxFragBuf)}
 	}
 	e.total, e.got, e.maxEnd = -1, 0, 0
 	e.blocks = [len(e.blocks)]uint64{}

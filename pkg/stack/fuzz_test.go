@@ -19,7 +19,8 @@ func fuzzSeeds(t testing.TB) [][]byte {
 	for _, s := range seeds {
 		out = append(out, s, rawFrame(hostMAC, kernelMAC, layers.EthernetTypeIPv4, s))
 	}
-	return append(out, goldenARPRequest, goldenARPReply, goldenEchoFrame, goldenEchoReplyFrame)
+	out = append(out, goldenARPRequest, goldenARPReply, goldenEchoFrame, goldenEchoReplyFrame)
+	return append(out, fuzzSeeds6(t)...)
 }
 
 // FuzzHandle feeds arbitrary bytes to a TUN and a TAP stack, both owning a
@@ -30,8 +31,9 @@ func FuzzHandle(f *testing.F) {
 		f.Add(s)
 	}
 	mk := func(ethernet bool) (*stack.Stack, *stack.Out) {
-		s, err := stack.New(stack.Config{Ethernet: ethernet, MTU: 576, Addrs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")},
-			HostSide: []netip.Prefix{netip.MustParsePrefix("10.0.0.1/24")}, MAC: hostMAC,
+		s, err := stack.New(stack.Config{Ethernet: ethernet, MTU: 576,
+			Addrs:    []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24"), netip.MustParsePrefix("fd00::/120")},
+			HostSide: []netip.Prefix{netip.MustParsePrefix("10.0.0.1/24"), netip.MustParsePrefix("fd00::1/64")}, MAC: hostMAC,
 			Reassembly: stack.ReassemblyConfig{MaxDatagrams: 4, PerSource: 2}})
 		if err != nil {
 			f.Fatal(err)
@@ -40,19 +42,36 @@ func FuzzHandle(f *testing.F) {
 	}
 	tun, tunOut := mk(false)
 	tap, tapOut := mk(true)
+	// The same addresses behind routers, one with a small MTU, and a path
+	// MTU: the routers' errors, port unreachable and resets for both
+	// families.
+	mkRouted := func(ethernet bool) (*stack.Stack, *stack.Out) {
+		s, err := stack.New(stack.Config{Ethernet: ethernet, MTU: 1500,
+			Hosts: []stack.Host{{Addrs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24"), netip.MustParsePrefix("fd00::/120")},
+				MAC: hostMAC, Routers: []stack.Router{{}, {MTU: 1400}}, PathMTU: 1300}},
+			HostSide:   []netip.Prefix{netip.MustParsePrefix("10.0.0.1/24"), netip.MustParsePrefix("fd00::1/64")},
+			Reassembly: stack.ReassemblyConfig{MaxDatagrams: 4, PerSource: 2}, ICMPRate: stack.ICMPRateLimit{PerSecond: -1}})
+		if err != nil {
+			f.Fatal(err)
+		}
+		return s, stack.NewOut(s.MaxOut(), s.PacketSize(), 8)
+	}
+	rtun, rtunOut := mkRouted(false)
+	rtap, rtapOut := mkRouted(true)
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		for _, c := range []struct {
 			s        *stack.Stack
 			out      *stack.Out
 			ethernet bool
-		}{{tun, tunOut, false}, {tap, tapOut, true}} {
+			routed   bool
+		}{{tun, tunOut, false, false}, {tap, tapOut, true, false}, {rtun, rtunOut, false, true}, {rtap, rtapOut, true, true}} {
 			c.out.Reset()
 			in := append([]byte(nil), pkt...)
 			v := c.s.Handle(in, c.out)
 			if string(in) != string(pkt) {
 				t.Fatalf("Handle modified its input")
 			}
-			if v != stack.Replied && c.out.Len() != 0 {
+			if !mayReply[v] && c.out.Len() != 0 {
 				t.Fatalf("verdict %v but %d packets appended", v, c.out.Len())
 			}
 			if v == stack.Replied && c.out.Len() == 0 {
@@ -62,10 +81,22 @@ func FuzzHandle(f *testing.F) {
 				if len(r) > c.s.PacketSize() {
 					t.Fatalf("reply of %d bytes exceeds packet size %d", len(r), c.s.PacketSize())
 				}
+				if c.routed {
+					checkRoutedReply(t, r, c.ethernet)
+					continue
+				}
 				checkValidReply(t, r, c.ethernet)
 			}
 		}
 	})
+}
+
+// mayReply are the verdicts that come with a reply: an echo reply, a
+// neighbour advertisement, an ICMP error (a bad IPv6 fragment may get a
+// Parameter Problem) or a reset.
+var mayReply = map[stack.Verdict]bool{
+	stack.Replied: true, stack.TimeExceeded: true, stack.TooBig: true, stack.PortUnreachable: true,
+	stack.ProtoUnreachable: true, stack.Reset: true, stack.ParamProblem: true, stack.BadFragment: true,
 }
 
 // checkValidReply checks that r is a well-formed packet the host may send.
@@ -78,7 +109,7 @@ func checkValidReply(t *testing.T, r []byte, ethernet bool) {
 		if r[6]&1 != 0 || [6]byte(r[6:12]) != [6]byte(hostMAC) {
 			t.Fatalf("reply from MAC % x, want %v", r[6:12], hostMAC)
 		}
-		if r[0]&1 != 0 {
+		if r[0]&1 != 0 && [6]byte(r[0:6]) != [6]byte{0x33, 0x33, 0, 0, 0, 1} {
 			t.Fatalf("reply to group MAC % x", r[0:6])
 		}
 		switch layers.EthernetType(uint16(r[12])<<8 | uint16(r[13])) {
@@ -88,14 +119,31 @@ func checkValidReply(t *testing.T, r []byte, ethernet bool) {
 			}
 			return
 		case layers.EthernetTypeIPv4:
+			if r[0]&1 != 0 {
+				t.Fatalf("IPv4 reply to group MAC % x", r[0:6])
+			}
 			r = r[14:]
+		case layers.EthernetTypeIPv6:
+			checkValidReply6(t, r[14:], r[0:6], false)
+			return
 		default:
 			t.Fatalf("reply of EtherType %#x", r[12:14])
 		}
 	}
+	if len(r) > 0 && r[0]>>4 == 6 {
+		checkValidReply6(t, r, nil, false)
+		return
+	}
 	var ip layers.IPv4
 	if err := ip.DecodeFromBytes(r, nil); err != nil {
 		t.Fatalf("reply does not decode as IPv4: %v", err)
+	}
+	// The host's errors (port and protocol unreachable) and resets are
+	// checked as the routed stacks' replies are.
+	whole := ip.FragOffset == 0 && ip.Flags&layers.IPv4MoreFragments == 0
+	if ip.TTL == 64 && (ip.Protocol == layers.IPProtocolTCP || ip.Protocol == layers.IPProtocolICMPv4 && whole && len(ip.Payload) > 0 && ip.Payload[0] == 3) {
+		checkRoutedReply(t, r, false)
+		return
 	}
 	if pt.Checksum(r[:20]) != 0 || int(ip.Length) != len(r) || ip.TTL != 64 || ip.Protocol != layers.IPProtocolICMPv4 {
 		t.Fatalf("reply header invalid: % x", r[:20])

@@ -66,3 +66,36 @@ func (o *Out) commit(n int) {
 	o.pkts = append(o.pkts, o.full[len(o.pkts)][:o.offset+n])
 	o.delays = append(o.delays, 0)
 }
+
+// setDelay sets the delay of the n packets from i on to d.
+func (o *Out) setDelay(i, n int, d time.Duration) {
+	for j := i; j < i+n; j++ {
+		o.delays[j] = d
+	}
+}
+
+// duplicate appends a copy of the n packets from i on, with their delays,
+// or returns false when they do not fit.
+func (o *Out) duplicate(i, n int) bool {
+	if o.Free() < n {
+		return false
+	}
+	for j := i; j < i+n; j++ {
+		m := copy(o.next(), o.pkts[j][o.offset:])
+		o.commit(m)
+		o.delays[len(o.delays)-1] = o.delays[j]
+	}
+	return true
+}
+
+// remove removes the n packets from i on; those after them move up, in
+// order. Only buffer headers move: the removed packets' buffers go to the
+// end, where next reuses them.
+func (o *Out) remove(i, n int) {
+	for j := i; j+n < len(o.pkts); j++ {
+		o.full[j], o.full[j+n] = o.full[j+n], o.full[j]
+		o.pkts[j], o.pkts[j+n] = o.pkts[j+n], o.pkts[j]
+		o.delays[j] = o.delays[j+n]
+	}
+	o.pkts, o.delays = o.pkts[:len(o.pkts)-n], o.delays[:len(o.delays)-n]
+}

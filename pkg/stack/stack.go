@@ -1,10 +1,11 @@
 // Package stack is the virtual host: bytes in, reply bytes out.
 //
-// It answers ICMPv4 echo (RFC 792) for the addresses it owns, on raw IP
-// (TUN) and inside Ethernet (TAP), answers ARP (RFC 826, RFC 5227) on
-// Ethernet, reassembles fragmented requests and fragments replies to the
-// MTU. It has no file descriptors, no goroutines, and no clock but the one
-// it is given: everything in it can be tested without privileges.
+// It answers ICMPv4 echo (RFC 792) and ICMPv6 echo (RFC 4443) for the
+// addresses it owns, on raw IP (TUN) and inside Ethernet (TAP), answers ARP
+// (RFC 826, RFC 5227) and neighbour solicitations (RFC 4861) on Ethernet,
+// reassembles fragmented requests and fragments replies to the MTU. It has
+// no file descriptors, no goroutines, and no clock but the one it is given:
+// everything in it can be tested without privileges.
 package stack
 
 import (
@@ -26,6 +27,9 @@ const (
 	MinMTU = 68
 	// MaxIPv4Packet is the largest IPv4 datagram, header included.
 	MaxIPv4Packet = 65535
+	// MaxRouters is the longest chain of routers in front of a host: every
+	// router on the way back takes one from the replies' TTL of 64.
+	MaxRouters = 63
 	// defaultTTL is the TTL of every packet the host sends (RFC 1700's 64,
 	// as Linux uses).
 	defaultTTL = 64
@@ -89,6 +93,7 @@ type Stack struct {
 	arp   layers.ARP
 	ip4   layers.IPv4
 	icmp4 layers.ICMPv4
+	v6    stack6
 }
 
 // MACFor returns the default hardware address of a host that owns a: a
@@ -180,8 +185,8 @@ func (s *Stack) compileHost(h *Host, i int32, seed uint64) error {
 	if h.PathMTU != 0 && (h.PathMTU < MinMTU || h.PathMTU > MaxIPv4Packet) {
 		return fmt.Errorf("path MTU %d out of range %d..%d", h.PathMTU, MinMTU, MaxIPv4Packet)
 	}
-	if len(h.Routers) > 255 {
-		return fmt.Errorf("%d routers: at most 255 fit in a TTL", len(h.Routers))
+	if len(h.Routers) > MaxRouters {
+		return fmt.Errorf("%d routers: at most %d, so that replies keep a TTL above 0", len(h.Routers), MaxRouters)
 	}
 	e.routers = make([]routerEntry, len(h.Routers))
 	for k, r := range h.Routers {
@@ -255,10 +260,11 @@ func (s *Stack) PacketSize() int {
 }
 
 // MaxOut is the most packets one Handle call appends: the fragments of the
-// largest reply. Callers flush their Out when Free drops below it.
+// largest reply (an IPv4 datagram or an IPv6 payload of 64 KiB). Callers
+// flush their Out when Free drops below it.
 func (s *Stack) MaxOut() int {
 	per := (s.mtu - ipv4HeaderLen) &^ 7
-	return (MaxIPv4Packet - ipv4HeaderLen + per - 1) / per
+	return max((MaxIPv4Packet-ipv4HeaderLen+per-1)/per, s.maxOut6())
 }
 
 // Handle processes one packet (TUN) or frame (TAP) and appends any replies
@@ -318,7 +324,15 @@ func (s *Stack) handleEthernet(frame []byte, out *Out) Verdict {
 	switch eth.EthernetType {
 	case layers.EthernetTypeARP:
 		return s.handleARP(eth.Payload, &l, out)
-	case layers.EthernetTypeIPv4, layers.EthernetTypeIPv6:
+	case layers.EthernetTypeIPv4:
+		if len(eth.Payload) > 0 && eth.Payload[0]>>4 != 4 {
+			return BadVersion
+		}
+		return s.handleIP(eth.Payload, &l, out)
+	case layers.EthernetTypeIPv6:
+		if len(eth.Payload) > 0 && eth.Payload[0]>>4 != 6 {
+			return BadVersion
+		}
 		return s.handleIP(eth.Payload, &l, out)
 	}
 	return Unsupported

@@ -307,6 +307,8 @@ func TestEthernetDrops(t *testing.T) {
 		{"multicast source MAC", pt.Ethernet(t, hostMAC, mustMAC("01:00:5e:00:00:01"), layers.EthernetTypeIPv4, echo), stack.BadSource},
 		{"IPv4 to broadcast MAC for our address", pt.Ethernet(t, bcast, kernelMAC, layers.EthernetTypeIPv4, echo), stack.Replied},
 		{"VLAN", pt.Ethernet(t, hostMAC, kernelMAC, layers.EthernetTypeDot1Q, echo), stack.Unsupported},
+		{"IPv4 packet in an IPv6 frame", pt.Ethernet(t, hostMAC, kernelMAC, layers.EthernetTypeIPv6, echo), stack.BadVersion},
+		{"IPv6 version in an IPv4 frame", pt.Ethernet(t, hostMAC, kernelMAC, layers.EthernetTypeIPv4, corrupt(echo, func(b []byte) { b[0] = 0x60 })), stack.BadVersion},
 		{"LLDP", pt.Ethernet(t, hostMAC, kernelMAC, layers.EthernetTypeLinkLayerDiscovery, []byte{1, 2, 3}), stack.Unsupported},
 		// gopacket v1.1.19's ARP decoder panicked on this 20-byte frame.
 		{"ARP hlen 255 in 20 bytes", []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x9a, 0x29, 0x56, 0x55, 0x0c, 0xc6, 0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 0xff, 0x04}, stack.Truncated},

@@ -7,15 +7,16 @@ import "sync/atomic"
 type Verdict uint8
 
 const (
-	// Replied: a reply (echo reply, ARP reply) was appended to the output.
+	// Replied: a reply (echo reply, ARP reply, neighbour advertisement) was
+	// appended to the output.
 	Replied Verdict = iota
 	// FragmentQueued: a fragment was stored; its datagram is not complete yet.
 	FragmentQueued
 	// NotForUs: a well-formed packet for an address (or MAC) this host does
 	// not own, including broadcast and multicast destinations.
 	NotForUs
-	// Unsupported: a well-formed packet of a protocol or EtherType this host
-	// does not speak (IPv6, UDP, TCP, VLAN tags, ...).
+	// Unsupported: a well-formed packet of an EtherType this host does not
+	// speak (VLAN tags, LLDP, ...).
 	Unsupported
 	// IgnoredICMP: ICMP other than echo request and the error messages.
 	IgnoredICMP
@@ -32,14 +33,17 @@ const (
 	// BadIHL: IPv4 header length below 5 words.
 	BadIHL
 	// BadTotalLength: IPv4 total length beyond the bytes read or below the
-	// header length.
+	// header length, or IPv6 payload length beyond the bytes read.
 	BadTotalLength
 	// BadIPChecksum: the IPv4 header checksum does not verify.
 	BadIPChecksum
-	// BadIPOptions: the IPv4 options do not parse.
+	// BadIPOptions: the IPv4 options, or the options of an IPv6 Hop-by-Hop
+	// or Destination Options header, do not parse; or an unrecognized
+	// IPv6 option's type says to discard the packet silently (RFC 8200 §4.2).
 	BadIPOptions
 	// BadSource: a source that cannot be answered: 0.0.0.0, broadcast,
-	// multicast, or a multicast source MAC.
+	// multicast, or a multicast source MAC; for IPv6 ::, ::1, multicast or
+	// IPv4-mapped.
 	BadSource
 	// BadICMPChecksum: the ICMP checksum does not verify.
 	BadICMPChecksum
@@ -84,6 +88,21 @@ const (
 	BadL4Length
 	// BadL4Checksum: a UDP or TCP checksum that does not verify.
 	BadL4Checksum
+	// IgnoredND: a neighbour discovery message the host does not answer:
+	// router solicitations and advertisements, neighbour advertisements,
+	// redirects, and neighbour solicitations on TUN (RFC 4861).
+	IgnoredND
+	// BadND: a neighbour discovery message that fails RFC 4861 §7.1.1's
+	// validity checks (hop limit 255, code 0, length, target, options,
+	// unspecified source), or one in fragments (RFC 6980 §5).
+	BadND
+	// ParamProblem: an IPv6 header the host cannot process (RFC 8200 §4):
+	// a Routing header with segments left, or an unrecognized option whose
+	// type asks for a Parameter Problem, which was sent.
+	ParamProblem
+	// NoNextHeader: an IPv6 packet whose last header says nothing follows
+	// (RFC 8200 §4.7).
+	NoNextHeader
 
 	numVerdicts
 )
@@ -119,6 +138,10 @@ var verdictNames = [numVerdicts]string{
 	ICMPRateLimited:  "icmp_rate_limited",
 	BadL4Length:      "bad_l4_length",
 	BadL4Checksum:    "bad_l4_checksum",
+	IgnoredND:        "ignored_nd",
+	BadND:            "bad_nd",
+	ParamProblem:     "parameter_problem",
+	NoNextHeader:     "no_next_header",
 }
 
 func (v Verdict) String() string {
@@ -137,6 +160,7 @@ const (
 	evFragEvicted                // datagrams dropped to make room under the global memory bound
 	evAnnouncements              // gratuitous ARP announcements made
 	evICMPErrors                 // ICMP error messages sent
+	evNDAnnounce                 // unsolicited neighbour advertisements made
 	// The impairments' events count packets (every fragment of a reply), so
 	// that the packets handed to the device are tx_packets - impair_lost +
 	// impair_duplicated.
@@ -153,6 +177,7 @@ var eventNames = [numEvents]string{
 	evFragEvicted:   "fragment_evicted",
 	evAnnouncements: "arp_announcements",
 	evICMPErrors:    "icmp_errors",
+	evNDAnnounce:    "nd_announcements",
 
 	evImpairLost:       "impair_lost",
 	evImpairDuplicated: "impair_duplicated",
