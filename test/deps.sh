@@ -14,6 +14,12 @@ need=(
 	sudo:sudo
 	socat:socat
 	iperf3:iperf3
+	# traceroute.db, not traceroute: inetutils-traceroute also provides a
+	# traceroute, without the -T and -6 the tests use.
+	traceroute.db:traceroute
+	mtr:mtr-tiny
+	tracepath:iputils-tracepath
+	ndisc6:ndisc6
 )
 
 missing=()

@@ -6,7 +6,8 @@
 //
 // Every test creates its own namespaces (vhe2e-<random>) and removes them on
 // every exit path; nothing is configured in the root namespace. The tests
-// need root and the tools ip, ping, arping and tshark. They skip when those
+// need root and the tools ip, ping, arping, tshark, traceroute, mtr,
+// tracepath and ndisc6 (test/deps.sh installs them). They skip when those
 // are missing, except under CI (CI set), where a skip would hide a broken
 // setup and so they fail instead.
 //
@@ -25,6 +26,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,6 +37,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vhost-dev/vhost/internal/host"
+	"github.com/vhost-dev/vhost/pkg/stack"
 )
 
 const (
@@ -66,19 +71,31 @@ var raceEnabled bool
 // directory so that an unprivileged user can run it too.
 var vhostBin string
 
-// counterNames are the fields of the "counters" line vhost logs at exit.
-var counterNames = []string{
-	"replied", "fragment_queued", "not_for_us", "unsupported", "ignored_icmp",
-	"ignored_icmp_error", "ignored_arp", "truncated", "bad_version", "bad_ihl",
-	"bad_total_length", "bad_ip_checksum", "bad_ip_options", "bad_source",
-	"bad_icmp_checksum", "bad_arp", "bad_fragment", "fragment_overlap",
-	"fragment_limit", "reply_too_large", "tx_packets", "fragment_timeout",
-	"fragment_evicted", "arp_announcements", "rx_packets",
-}
+// counterNames are the fields of the "counters" line vhost logs at exit:
+// the stack's counters (its verdicts, then its events) and the loop's.
+// They are taken from the code, so that a counter added there is required
+// in the line too.
+var counterNames = func() []string {
+	s, err := stack.New(stack.Config{Addrs: []netip.Prefix{netip.MustParsePrefix(vhostAddr + "/32")}})
+	if err != nil {
+		panic(err) // a fixed, valid configuration
+	}
+	var names []string
+	for _, c := range append(s.Counters(), new(host.Stats).Counters()...) {
+		names = append(names, c.Name)
+	}
+	return names
+}()
 
 // verdictNames are the counters that classify each packet read: their sum
 // is rx_packets.
-var verdictNames = counterNames[:20]
+var verdictNames = func() []string {
+	var names []string
+	for v := stack.Verdict(0); v.String() != "unknown"; v++ {
+		names = append(names, v.String())
+	}
+	return names
+}()
 
 func TestMain(m *testing.M) { os.Exit(testMain(m)) }
 
@@ -188,6 +205,13 @@ var aptPackage = map[string]string{
 	"tshark":  "tshark",
 	"setpriv": "util-linux",
 	"sysctl":  "procps",
+	// traceroute6 is an alternative provided by both traceroute
+	// (traceroute6.db) and ndisc6 (rltraceroute6).
+	"traceroute":  "traceroute",
+	"traceroute6": "traceroute",
+	"mtr":         "mtr-tiny",
+	"tracepath":   "iputils-tracepath",
+	"ndisc6":      "ndisc6",
 }
 
 // requireE2E skips the test unless it runs as root with ip and the given

@@ -130,12 +130,24 @@ var hostileCases = []hostileCase{
 		ip.Flags = layers.IPv4MoreFragments
 		return serialize(t, ip, gopacket.Payload("thirteen byte"))
 	}},
-	{name: "udp", counter: "unsupported", ip: func(t *testing.T) []byte {
+	// UDP and TCP to the host are answered (Port Unreachable, a reset;
+	// TestRouters checks those), but not with a bad checksum, and a reset
+	// never (RFC 9293 §3.10.7.1).
+	{name: "udp_bad_checksum", counter: "bad_l4_checksum", ip: func(t *testing.T) []byte {
 		ip := ipv4(hostAddr, vhostAddr)
 		ip.Protocol = layers.IPProtocolUDP
 		udp := &layers.UDP{SrcPort: 40000, DstPort: 9}
 		_ = udp.SetNetworkLayerForChecksum(ip)
-		return serialize(t, ip, udp, gopacket.Payload("hello"))
+		b := serialize(t, ip, udp, gopacket.Payload("hello"))
+		b[26] ^= 0x5a // the UDP checksum
+		return b
+	}},
+	{name: "tcp_reset", counter: "ignored_reset", ip: func(t *testing.T) []byte {
+		ip := ipv4(hostAddr, vhostAddr)
+		ip.Protocol = layers.IPProtocolTCP
+		tcp := &layers.TCP{SrcPort: 40000, DstPort: 80, Seq: 1, RST: true, Window: 0}
+		_ = tcp.SetNetworkLayerForChecksum(ip)
+		return serialize(t, ip, tcp)
 	}},
 
 	// TAP only.
@@ -162,6 +174,10 @@ var hostileCases = []hostileCase{
 	}},
 	{name: "other_unicast_mac", counter: "not_for_us", frame: func(t *testing.T, hostMAC net.HardwareAddr) []byte {
 		return ethernet(mustMAC("02:00:0a:00:00:09"), hostMAC, layers.EthernetTypeIPv4, validEcho(t))
+	}},
+	// IEEE 802 local experimental EtherType 1: nothing vhost speaks.
+	{name: "ethertype_88b5", counter: "unsupported", frame: func(t *testing.T, hostMAC net.HardwareAddr) []byte {
+		return ethernet(mustMAC(vhostMAC), hostMAC, layers.EthernetType(0x88b5), []byte("local experimental payload...."))
 	}},
 }
 
