@@ -14,7 +14,7 @@ import (
 
 // TestMetrics runs vhost with --metrics and --summary: after three pings
 // the Prometheus endpoint (fetched from inside the namespace) reports
-// vhost_replied_total 3, and the periodic summary line says replied=3.
+// vhost_replied_total 3 (and 3 for the host 10.0.0.2), and the periodic summary line says replied=3.
 func TestMetrics(t *testing.T) {
 	requireE2E(t, "ping")
 	ns := newNS(t)
@@ -39,6 +39,9 @@ func TestMetrics(t *testing.T) {
 		"\nvhost_replied_total 3\n",
 		"\nvhost_bad_ip_checksum_total 0\n",
 		"\nvhost_rx_packets_total ",
+		// Per host: the three requests and the three replies.
+		"\nvhost_host_rx_packets_total{host=\"10.0.0.2\"} 3\n",
+		"\nvhost_host_replies_total{host=\"10.0.0.2\"} 3\n",
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q:\n%s", want, body)
