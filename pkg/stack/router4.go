@@ -53,36 +53,67 @@ func errFromHost(h *hostEntry, a uint32, typ, code uint8, rest uint32) icmpErr {
 	return icmpErr{typ: typ, code: code, rest: rest, from: a, hops: len(h.routers), impair: len(h.routers), fromHost: true, verdict: v}
 }
 
-// forward4 takes p through h's routers (RFC 1812 §5.2.1): at router k the
-// packet arrives with TTL ttl-k; one that has TTL 1 or less there is
-// answered with Time Exceeded (§5.3.1), and one too large for the link out
-// of a router, with DF set, with "fragmentation needed" and that link's MTU
-// (§5.2.6, RFC 1191). stopped is false when p reaches the host.
-func (s *Stack) forward4(h *hostEntry, p *ipv4Pkt, l *link, out *Out) (v Verdict, stopped bool) {
-	total := len(p.hdr) + len(p.body)
+// pathEnd is where, on the way to a host, a packet stops.
+type pathEnd uint8
+
+const (
+	reachesHost pathEnd = iota
+	expires             // its TTL (hop limit) runs out at a router
+	tooBig              // it is too big for the link out of a router, or the host's path MTU
+)
+
+// walk follows a packet of total bytes sent with TTL (hop limit) ttl
+// through h's routers. At router k the packet arrives with ttl-k: 1 or
+// less there and it expires; otherwise it must fit the MTU of the link out
+// of the router (the last one's at most the path MTU), unless it may be
+// fragmented there. With no routers, the path MTU is the host's. linkMTU
+// maps a configured MTU to what the packet's IP version sees. k is the
+// router it stops at, -1 for the host itself.
+func (h *hostEntry) walk(ttl, total int, linkMTU func(int) int, fragmentable bool) (end pathEnd, k, mtu int) {
 	n := len(h.routers)
+	pathMTU := linkMTU(h.pathMTU)
 	for k := range n {
-		ttl := int(p.ttl) - k
-		if ttl <= 1 {
-			m := errFromRouter(h, k, icmpTimeExceeded, icmpTTLExceeded, 0, uint8(max(ttl, 0)), TimeExceeded)
-			return s.sendError4(h, m, p, l, out), true
+		if ttl-k <= 1 {
+			return expires, k, 0
 		}
-		mtu := h.routers[k].mtu
-		if k == n-1 && h.pathMTU != 0 && (mtu == 0 || h.pathMTU < mtu) {
-			mtu = h.pathMTU
+		mtu := linkMTU(h.routers[k].mtu)
+		if k == n-1 && pathMTU != 0 && (mtu == 0 || pathMTU < mtu) {
+			mtu = pathMTU
 		}
-		if mtu != 0 && total > mtu && p.df {
-			m := errFromRouter(h, k, icmpDestUnreachable, icmpFragNeeded, uint32(mtu), uint8(ttl), TooBig)
-			return s.sendError4(h, m, p, l, out), true
+		if mtu != 0 && total > mtu && !fragmentable {
+			return tooBig, k, mtu
 		}
 	}
-	if n == 0 && h.pathMTU != 0 && total > h.pathMTU && p.df {
-		m := errFromHost(h, p.dst, icmpDestUnreachable, icmpFragNeeded, uint32(h.pathMTU))
+	if n == 0 && pathMTU != 0 && total > pathMTU && !fragmentable {
+		return tooBig, -1, pathMTU
+	}
+	return reachesHost, 0, 0
+}
+
+// sameMTU is IPv4's view of a configured MTU: as given.
+func sameMTU(m int) int { return m }
+
+// forward4 takes p through h's routers (RFC 1812 §5.2.1): a packet whose
+// TTL runs out at a router is answered with Time Exceeded (§5.3.1), and one
+// too large for the link out of a router, with DF set, with "fragmentation
+// needed" and that link's MTU (§5.2.6, RFC 1191). stopped is false when p
+// reaches the host.
+func (s *Stack) forward4(h *hostEntry, p *ipv4Pkt, l *link, out *Out) (v Verdict, stopped bool) {
+	end, k, mtu := h.walk(int(p.ttl), len(p.hdr)+len(p.body), sameMTU, !p.df)
+	switch {
+	case end == expires:
+		m := errFromRouter(h, k, icmpTimeExceeded, icmpTTLExceeded, 0, uint8(max(int(p.ttl)-k, 0)), TimeExceeded)
+		return s.sendError4(h, m, p, l, out), true
+	case end == tooBig && k >= 0:
+		m := errFromRouter(h, k, icmpDestUnreachable, icmpFragNeeded, uint32(mtu), p.ttl-uint8(k), TooBig)
+		return s.sendError4(h, m, p, l, out), true
+	case end == tooBig:
+		m := errFromHost(h, p.dst, icmpDestUnreachable, icmpFragNeeded, uint32(mtu))
 		m.quoteTTL = p.ttl
 		return s.sendError4(h, m, p, l, out), true
 	}
 	// The host sees the TTL less the routers it crossed.
-	p.ttl -= uint8(n)
+	p.ttl -= uint8(len(h.routers))
 	return 0, false
 }
 

@@ -61,28 +61,19 @@ func linkMTU6(m int) int {
 // IPv6 routers never fragment, so any oversize packet). stopped is false
 // when p reaches the host.
 func (s *Stack) forward6(h *hostEntry, p *ipv6Pkt, l *link, out *Out) (v Verdict, stopped bool) {
-	total := len(p.head) + len(p.rest)
-	n := len(h.routers)
-	for k := range n {
-		hl := int(p.hl) - k
-		if hl <= 1 {
-			m := err6FromRouter(h, k, icmp6TimeExceeded, icmp6HopLimitExceeded, 0, uint8(max(hl, 0)), TimeExceeded)
-			return s.sendError6(h, m, p, l, out), true
-		}
-		mtu := linkMTU6(h.routers[k].mtu)
-		if pm := linkMTU6(h.pathMTU); k == n-1 && pm != 0 && (mtu == 0 || pm < mtu) {
-			mtu = pm
-		}
-		if mtu != 0 && total > mtu {
-			m := err6FromRouter(h, k, icmp6PacketTooBig, 0, uint32(mtu), uint8(hl), TooBig)
-			return s.sendError6(h, m, p, l, out), true
-		}
-	}
-	if pm := linkMTU6(h.pathMTU); n == 0 && pm != 0 && total > pm {
-		return s.sendError6(h, err6FromHost(h, p, icmp6PacketTooBig, 0, uint32(pm), TooBig), p, l, out), true
+	end, k, mtu := h.walk(int(p.hl), len(p.head)+len(p.rest), linkMTU6, false)
+	switch {
+	case end == expires:
+		m := err6FromRouter(h, k, icmp6TimeExceeded, icmp6HopLimitExceeded, 0, uint8(max(int(p.hl)-k, 0)), TimeExceeded)
+		return s.sendError6(h, m, p, l, out), true
+	case end == tooBig && k >= 0:
+		m := err6FromRouter(h, k, icmp6PacketTooBig, 0, uint32(mtu), p.hl-uint8(k), TooBig)
+		return s.sendError6(h, m, p, l, out), true
+	case end == tooBig:
+		return s.sendError6(h, err6FromHost(h, p, icmp6PacketTooBig, 0, uint32(mtu), TooBig), p, l, out), true
 	}
 	// The host sees the hop limit less the routers it crossed.
-	p.hl -= uint8(n)
+	p.hl -= uint8(len(h.routers))
 	return 0, false
 }
 
