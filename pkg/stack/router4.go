@@ -124,15 +124,9 @@ func (s *Stack) sendError4(h *hostEntry, m icmpErr, p *ipv4Pkt, l *link, out *Ou
 	if m.fromHost && m.quoteTTL == 0 {
 		m.quoteTTL = p.ttl
 	}
-	if !errorAllowed4(p, l) {
-		return ErrorSuppressed
-	}
-	if !s.allowError() {
-		return ICMPRateLimited
-	}
-	b := out.next()
+	b, v := s.errorBuffer(errorAllowed4(p, l), out)
 	if b == nil {
-		return ReplyTooLarge
+		return v
 	}
 	o := putEthernet(b, l, layers.EthernetTypeIPv4)
 	ip := b[o:]
@@ -154,16 +148,40 @@ func (s *Stack) sendError4(h *hostEntry, m icmpErr, p *ipv4Pkt, l *link, out *Ou
 	s.ipID++
 	putIPv4Header(ip, p.tos&tosMask|tosInternetControl, defaultTTL-m.hops, ipv4HeaderLen+8+n, s.ipID, 0,
 		layers.IPProtocolICMPv4, m.from, p.src)
-	first := out.Len()
-	out.commit(o + ipv4HeaderLen + 8 + n)
-	s.ctr.events[evTxPackets].Add(1)
-	s.ctr.events[evICMPErrors].Add(1)
-	h.replies.Add(1)
-	s.impair(out, first, h, m.impair, m.fromHost)
+	s.errorSent(h, o+ipv4HeaderLen+8+n, m.impair, m.fromHost, out)
 	if e := s.log.Debug(); e.Enabled() {
 		e.Msgf("tx icmp type=%d code=%d %v > %v about %v > %v proto=%d", m.typ, m.code, u32Addr(m.from), u32Addr(p.src), u32Addr(p.src), u32Addr(p.dst), p.proto)
 	}
 	return m.verdict
+}
+
+// errorBuffer returns the buffer for an ICMP error the rules allow
+// (allowed) and the rate limit lets through, or nil and the verdict why
+// not.
+func (s *Stack) errorBuffer(allowed bool, out *Out) ([]byte, Verdict) {
+	if !allowed {
+		return nil, ErrorSuppressed
+	}
+	if !s.allowError() {
+		return nil, ICMPRateLimited
+	}
+	b := out.next()
+	if b == nil {
+		return nil, ReplyTooLarge
+	}
+	return b, Replied
+}
+
+// errorSent appends the ICMP error of n bytes written to the buffer
+// errorBuffer returned, counts it, and impairs it along the path: impair
+// routers of h's and, when fromHost, h's own.
+func (s *Stack) errorSent(h *hostEntry, n, impair int, fromHost bool, out *Out) {
+	first := out.Len()
+	out.commit(n)
+	s.ctr.events[evTxPackets].Add(1)
+	s.ctr.events[evICMPErrors].Add(1)
+	h.replies.Add(1)
+	s.impair(out, first, h, impair, fromHost)
 }
 
 // errorAllowed4 applies RFC 1812 §4.3.2.7: no ICMP error about an ICMP

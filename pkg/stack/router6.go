@@ -93,15 +93,9 @@ func (s *Stack) sendProblem6(h *hostEntry, p *ipv6Pkt, l *link, out *Out) Verdic
 // in 1280 bytes (RFC 4443 §2.4(c)), unless RFC 4443 §2.4(e) forbids an
 // error about p or the rate limit (§2.4(f)) is reached.
 func (s *Stack) sendError6(h *hostEntry, m icmp6Err, p *ipv6Pkt, l *link, out *Out) Verdict {
-	if !s.errorAllowed6(&m, p, l) {
-		return ErrorSuppressed
-	}
-	if !s.allowError() {
-		return ICMPRateLimited
-	}
-	b := out.next()
+	b, v := s.errorBuffer(s.errorAllowed6(&m, p, l), out)
 	if b == nil {
-		return ReplyTooLarge
+		return v
 	}
 	o := putEthernet(b, l, layers.EthernetTypeIPv6)
 	ip := b[o:]
@@ -119,12 +113,7 @@ func (s *Stack) sendError6(h *hostEntry, m icmp6Err, p *ipv6Pkt, l *link, out *O
 	binary.BigEndian.PutUint16(icmp[2:4], ^fold(sum(icmp[:8+n], pseudoSum6(&m.from, &p.src, nhICMPv6, 8+n))))
 	// Traffic class 0, as Linux sends its ICMPv6 errors.
 	putIPv6Header(ip, 0, 8+n, nhICMPv6, uint8(defaultTTL-m.hops), &m.from, &p.src)
-	first := out.Len()
-	out.commit(o + ipv6HeaderLen + 8 + n)
-	s.ctr.events[evTxPackets].Add(1)
-	s.ctr.events[evICMPErrors].Add(1)
-	h.replies.Add(1)
-	s.impair(out, first, h, m.impair, m.fromHost)
+	s.errorSent(h, o+ipv6HeaderLen+8+n, m.impair, m.fromHost, out)
 	if e := s.log.Debug(); e.Enabled() {
 		e.Msgf("tx icmp6 type=%d code=%d %v > %v about %v > %v proto=%d", m.typ, m.code,
 			netip.AddrFrom16(m.from), netip.AddrFrom16(p.src), netip.AddrFrom16(p.src), netip.AddrFrom16(p.dst), p.proto)
