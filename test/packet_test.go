@@ -35,7 +35,14 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // openPacketSocket opens the socket inside the namespace (see inNetNS).
 func openPacketSocket(t *testing.T, ns *netNS, dev string, tap bool) *packetSocket {
 	t.Helper()
-	typ, proto := unix.SOCK_DGRAM, uint16(unix.ETH_P_IP)
+	return openPacketSocketProto(t, ns, dev, tap, unix.ETH_P_IP)
+}
+
+// openPacketSocketProto is openPacketSocket for packets of EtherType proto
+// on TUN (ETH_P_IPV6 for IPv6); on TAP the socket takes every frame.
+func openPacketSocketProto(t *testing.T, ns *netNS, dev string, tap bool, ipProto uint16) *packetSocket {
+	t.Helper()
+	typ, proto := unix.SOCK_DGRAM, ipProto
 	if tap {
 		typ, proto = unix.SOCK_RAW, uint16(unix.ETH_P_ALL)
 	}

@@ -121,12 +121,22 @@ func TestRelayHostileInput(t *testing.T) {
 
 			a := startClient(t, n.a, tn, overlayA)
 			a.waitConnected(t, 1)
+			// One echo first, tried up to three times: a lost first
+			// packet (seen once in CI, with the underlay's neighbour
+			// still being resolved) is not the lock-out this test is
+			// about; a server locked out by the garbage answers none.
+			for try := 0; try < 3; try++ {
+				if n.a.ping(t, "-c", "1", "-W", "2", overlayB).received == 1 {
+					break
+				}
+				t.Logf("warm-up echo %d through the tunnel lost", try+1)
+			}
 			p := n.a.ping(t, "-c", "3", "-i", "0.2", "-W", "2", overlayB)
-			a.stopRelay(t)
+			ca := a.stopRelay(t)
 			cb := b.stopRelay(t)
 			if p.received != 3 {
-				t.Errorf("after the garbage, ping %s through a real client: %d of %d answered, want all; B's counters: drop_wrong_peer %d, frames_in %d\nB:\n%s",
-					overlayB, p.received, p.transmitted, cb["drop_wrong_peer"], cb["frames_in"], b.log)
+				t.Errorf("after the garbage, ping %s through a real client: %d of %d answered, want all; B's counters: drop_wrong_peer %d, frames_in %d; A's: frames_out %d, frames_in %d\nA:\n%s\nB:\n%s",
+					overlayB, p.received, p.transmitted, cb["drop_wrong_peer"], cb["frames_in"], ca["frames_out"], ca["frames_in"], a.log, b.log)
 			}
 			for name, min := range tc.want {
 				if cb[name] < min {
