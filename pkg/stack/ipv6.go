@@ -96,7 +96,9 @@ type ipv6Pkt struct {
 	// frag is where the Fragment header of a fragment is in head+rest; 0
 	// for a packet that is not a fragment (an atomic fragment is not one,
 	// RFC 6946).
-	frag   int
+	frag int
+	// atomic is set when the packet had an atomic fragment's header.
+	atomic bool
 	id     uint32
 	offset int
 	more   bool
@@ -320,6 +322,7 @@ func (s *Stack) walk6(p *ipv6Pkt, data []byte, nh uint8, nhOff int, first bool) 
 				nh, nhOff = uint8(f.NextHeader), ipv6HeaderLen+i
 				i += fragHeaderLen
 				first = false
+				p.atomic = true
 				continue
 			}
 			p.frag, p.id, p.offset, p.more = ipv6HeaderLen+i, f.Identification, int(f.FragmentOffset)*8, f.MoreFragments

@@ -51,6 +51,11 @@ func (s *Stack) handleND(p *ipv6Pkt, l *link, out *Out) Verdict {
 		// On TUN there are no link-layer addresses to resolve.
 		return IgnoredND
 	}
+	if p.atomic {
+		// RFC 6980 §5: neighbour discovery in a packet with a Fragment
+		// header, even an atomic fragment's, is silently ignored.
+		return BadND
+	}
 	return s.handleNS(p, l, out)
 }
 
@@ -102,7 +107,9 @@ func (s *Stack) handleNS(p *ipv6Pkt, l *link, out *Out) Verdict {
 	if dad && (p.dst != solicitedNode(&target) || slla != nil) {
 		return BadND
 	}
-	if slla != nil && slla[0]&1 != 0 {
+	// Nor is an answer sent to loopback or an IPv4-mapped address, which
+	// never appear on a link (RFC 4291 §2.5.3, RFC 4038 §5.1).
+	if !dad && (!unicast6(&p.src) || v4Mapped(&p.src)) || slla != nil && slla[0]&1 != 0 {
 		return BadSource
 	}
 	e, ok := s.addrs.lookup6(&target)

@@ -183,6 +183,32 @@ func TestNeighborSolicitationFragmented(t *testing.T) {
 	handle(t, s, out, "last", frame6(hostMAC6, frags[1]), stack.BadND, 0)
 }
 
+// TestNeighborSolicitationAtomicFragment: RFC 6980 §5 covers atomic
+// fragments too, to the group and to the host.
+func TestNeighborSolicitationAtomicFragment(t *testing.T) {
+	s, out := newStack6(t, true)
+	for _, dst := range []netip.Addr{solicited6, hostAddr6} {
+		msg := pt.NS(kernelAddr6, dst, hostAddr6, kernelMAC)
+		pkt := pt.Packet6{Src: kernelAddr6, Dst: dst, HopLimit: 255, NextHeader: pt.NHFragment,
+			Payload: append(pt.FragmentHeader(pt.NHICMPv6, 0, false, 5), msg...)}.Bytes()
+		mac := hostMAC6
+		if dst == solicited6 {
+			mac = pt.MulticastMAC(solicited6)
+		}
+		handle(t, s, out, "atomic fragment to "+dst.String(), frame6(mac, pkt), stack.BadND, 0)
+	}
+}
+
+// TestNeighborSolicitationSourceNotOnLink: no advertisement goes to
+// loopback or an IPv4-mapped address.
+func TestNeighborSolicitationSourceNotOnLink(t *testing.T) {
+	s, out := newStack6(t, true)
+	for _, src := range []string{"::1", "::ffff:10.0.0.1"} {
+		n := ns6{src: netip.MustParseAddr(src), dst: solicited6, target: hostAddr6, slla: kernelMAC}
+		handle(t, s, out, "from "+src, frame6(pt.MulticastMAC(solicited6), n.packet()), stack.BadSource, 0)
+	}
+}
+
 func TestNeighborSolicitationOnTUN(t *testing.T) {
 	s, out := newStack6(t, false)
 	handle(t, s, out, "solicitation", solicit.packet(), stack.IgnoredND, 0)
