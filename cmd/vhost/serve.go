@@ -168,6 +168,9 @@ func (f *serveFlags) toLab() (*lab.Lab, []*lab.FieldError, error) {
 		ICMPRate: lab.ICMPRate{PerSecond: f.lab.icmpRate, Burst: f.lab.icmpBurst},
 		Devices:  []lab.Device{d},
 	}
+	// An existing device keeps its addresses: check against those, not
+	// against the default a new device would get.
+	l.Devices[0].Exists = d.Name != "" && !strings.Contains(d.Name, "%") && tundev.Exists(d.Name)
 	warns, err := lab.Validate(l)
 	if err != nil {
 		return nil, nil, flagErrors(err)

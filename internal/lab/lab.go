@@ -70,6 +70,10 @@ type Device struct {
 	Name string
 	// Attach fails instead of creating a device that does not exist.
 	Attach bool
+	// Exists is set by a caller that has looked: the device exists now, so
+	// vhost attaches to it and gives it no default kernel side. Never read
+	// from a file.
+	Exists bool
 	// Mode is TUN (raw IP) or TAP (Ethernet, with ARP and neighbour
 	// discovery). Zero means TUN.
 	Mode tundev.Mode
@@ -112,7 +116,7 @@ func (d *Device) ModeOrDefault() tundev.Mode {
 // EffectiveHostSide is the kernel side assumed when checking the lab: the
 // given addresses, or DefaultHostSide on a device vhost may create.
 func (d *Device) EffectiveHostSide() []netip.Prefix {
-	if len(d.HostSide) == 0 && !d.Attach {
+	if len(d.HostSide) == 0 && !d.Attach && !d.Exists {
 		return []netip.Prefix{DefaultHostSide}
 	}
 	return d.HostSide

@@ -140,7 +140,7 @@ func (c *checker) lab() {
 			}
 			pcaps[d.Pcap] = path
 		}
-		if len(d.HostSide) == 0 && !d.Attach {
+		if len(d.HostSide) == 0 && !d.Attach && !d.Exists {
 			if defaults != "" {
 				c.warnf(join(path, "host-addrs"), "no host-addrs, like %s: a device vhost creates gets %v, and two devices on one subnet do not work; give each its own", defaults, DefaultHostSide)
 			}
