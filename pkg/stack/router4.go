@@ -162,12 +162,13 @@ func (s *Stack) errorBuffer(allowed bool, out *Out) ([]byte, Verdict) {
 	if !allowed {
 		return nil, ErrorSuppressed
 	}
-	if !s.allowError() {
-		return nil, ICMPRateLimited
-	}
+	// Room first, so that an error with nowhere to go costs no token.
 	b := out.next()
 	if b == nil {
 		return nil, ReplyTooLarge
+	}
+	if !s.allowError() {
+		return nil, ICMPRateLimited
 	}
 	return b, Replied
 }
