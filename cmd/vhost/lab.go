@@ -36,7 +36,8 @@ type labDevice struct {
 
 // runLab runs every device of l, each with its own stack and loop, until
 // ctx ends or a device fails. Whatever fails, devices vhost created are
-// removed and what it added to the others is undone, in reverse order.
+// removed and the routes it added to the others are removed, in reverse
+// order (the addresses, MTU and MAC it set on them stay).
 // vhost and vhost run both come here.
 func runLab(ctx context.Context, l *lab.Lab, o runOptions) (err error) {
 	var devs []*labDevice

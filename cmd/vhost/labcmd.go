@@ -15,7 +15,8 @@ const runUsage = `Usage: vhost run --config FILE [flags]
 
 Runs a lab file: every device in it, each with its own virtual hosts, side
 by side, until SIGINT or SIGTERM. Devices vhost created are removed on
-exit; on the others, what vhost added is undone. The file is checked
+exit; on existing devices the routes vhost added are removed, while the
+addresses, MTU and MAC it was asked to set stay. The file is checked
 first; 'vhost check FILE' checks it without running anything.
 
 A lab file is YAML; see examples/ and the README's Labs section:
