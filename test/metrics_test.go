@@ -40,8 +40,8 @@ func TestMetrics(t *testing.T) {
 		"\nvhost_bad_ip_checksum_total 0\n",
 		"\nvhost_rx_packets_total ",
 		// Per host: the three requests and the three replies.
-		"\nvhost_host_rx_packets_total{host=\"10.0.0.2\"} 3\n",
-		"\nvhost_host_replies_total{host=\"10.0.0.2\"} 3\n",
+		fmt.Sprintf("\nvhost_host_rx_packets_total{dev=%q,host=\"10.0.0.2\"} 3\n", v.dev),
+		fmt.Sprintf("\nvhost_host_replies_total{dev=%q,host=\"10.0.0.2\"} 3\n", v.dev),
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q:\n%s", want, body)

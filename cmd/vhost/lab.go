@@ -66,12 +66,13 @@ func runLab(ctx context.Context, l *lab.Lab, o runOptions) (err error) {
 		reg.Add("Packets by the virtual host's verdict, and its events.", ld.st.Counters)
 		reg.Add("Packets the device loop read, and failed writes.", ld.stats.Counters)
 		st := ld.st
+		dev := metrics.Label{Name: "dev", Value: ld.dev.Name()}
 		reg.AddLabeled("host_rx_packets", "Packets for each host's addresses.", "host", func() []metrics.Labeled {
 			return hostValues(st, func(c stack.HostCounter) uint64 { return c.Rx })
-		})
+		}, dev)
 		reg.AddLabeled("host_replies", "Replies and ICMP errors each host and its routers sent.", "host", func() []metrics.Labeled {
 			return hostValues(st, func(c stack.HostCounter) uint64 { return c.Replies })
-		})
+		}, dev)
 	}
 	if err := o.metrics.start(ctx, reg, o.log); err != nil {
 		return err

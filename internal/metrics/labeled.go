@@ -17,24 +17,55 @@ type Labeled struct {
 // may be called from several goroutines at once.
 type LabeledSource func() []Labeled
 
+// Label is a label with a fixed value, such as dev="vhost0", that every
+// sample of one AddLabeled call carries.
+type Label struct {
+	Name, Value string
+}
+
 type family struct {
 	name, help, label string
+	fixed             []Label
 	get               LabeledSource
 }
 
 // AddLabeled adds a counter family <prefix>_<name>_total whose samples
 // carry one label, e.g. name "host_replies" and label "host" give
-// vhost_host_replies_total{host="web"} 12. Samples of the same label value
-// (from one source or several added under the same name) are summed.
+// vhost_host_replies_total{host="web"} 12. fixed labels go in front of it
+// in every sample of src: dev="vhost0" gives
+// vhost_host_replies_total{dev="vhost0",host="web"} 12. Samples with the
+// same labels (from one source or several added under the same name) are
+// summed.
 // Families are left out of Summary: one line per host would not be a
 // summary.
-func (r *Registry) AddLabeled(name, help, label string, src LabeledSource) {
+func (r *Registry) AddLabeled(name, help, label string, src LabeledSource, fixed ...Label) {
 	if src == nil {
 		panic("metrics: AddLabeled with a nil LabeledSource")
 	}
+	fs := make([]Label, len(fixed))
+	for i, l := range fixed {
+		fs[i] = Label{sanitize(l.Name), l.Value}
+	}
 	r.mu.Lock()
-	r.families = append(r.families, family{sanitize(name), help, sanitize(label), src})
+	r.families = append(r.families, family{sanitize(name), help, sanitize(label), fs, src})
 	r.mu.Unlock()
+}
+
+// labelSet renders the labels of one sample, the fixed ones first:
+// dev="vhost0",host="web".
+func labelSet(fixed []Label, name, value string) string {
+	var b strings.Builder
+	for _, l := range fixed {
+		b.WriteString(l.Name)
+		b.WriteString(`="`)
+		b.WriteString(escapeLabel(l.Value))
+		b.WriteString(`",`)
+	}
+	b.WriteString(name)
+	b.WriteString(`="`)
+	b.WriteString(escapeLabel(value))
+	b.WriteByte('"')
+	return b.String()
 }
 
 // writeFamilies appends the labelled families to b, sorted by name, each
@@ -44,20 +75,20 @@ func (r *Registry) writeFamilies(b *strings.Builder) {
 	fams := slices.Clone(r.families)
 	r.mu.Unlock()
 	type merged struct {
-		help, label string
-		values      map[string]uint64
+		help   string
+		values map[string]uint64 // by label set
 	}
 	byName := make(map[string]*merged)
 	var names []string
 	for _, f := range fams {
 		m := byName[f.name]
 		if m == nil {
-			m = &merged{help: f.help, label: f.label, values: make(map[string]uint64)}
+			m = &merged{help: f.help, values: make(map[string]uint64)}
 			byName[f.name] = m
 			names = append(names, f.name)
 		}
 		for _, v := range f.get() {
-			m.values[v.Label] += v.Value
+			m.values[labelSet(f.fixed, f.label, v.Label)] += v.Value
 		}
 	}
 	slices.Sort(names)
@@ -79,10 +110,8 @@ func (r *Registry) writeFamilies(b *strings.Builder) {
 		for _, l := range labels {
 			b.WriteString(full)
 			b.WriteByte('{')
-			b.WriteString(m.label)
-			b.WriteString(`="`)
-			b.WriteString(escapeLabel(l))
-			b.WriteString(`"} `)
+			b.WriteString(l)
+			b.WriteString("} ")
 			b.WriteString(strconv.FormatUint(m.values[l], 10))
 			b.WriteByte('\n')
 		}

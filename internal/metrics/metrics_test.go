@@ -610,8 +610,10 @@ func TestWriteTextLabeled(t *testing.T) {
 		return func() []Labeled { return ls }
 	}
 	r.AddLabeled("host_replies", "Replies by host.", "host", hosts("web", 2, `we"ird\`, 1))
-	// A second device's hosts: same family, "web" summed.
+	// Another source without fixed labels: same family, "web" summed.
 	r.AddLabeled("host_replies", "ignored", "host", hosts("web", 5, "db", 0))
+	// A device's hosts: the dev label sets them apart.
+	r.AddLabeled("host_replies", "ignored", "host", hosts("web", 4), Label{"dev", "vhost1"})
 	var b bytes.Buffer
 	if err := r.WriteText(&b); err != nil {
 		t.Fatal(err)
@@ -621,6 +623,7 @@ func TestWriteTextLabeled(t *testing.T) {
 vhost_replied_total 3
 # HELP vhost_host_replies_total Replies by host.
 # TYPE vhost_host_replies_total counter
+vhost_host_replies_total{dev="vhost1",host="web"} 4
 vhost_host_replies_total{host="db"} 0
 vhost_host_replies_total{host="we\"ird\\"} 1
 vhost_host_replies_total{host="web"} 7
