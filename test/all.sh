@@ -33,3 +33,4 @@ echo "== fuzz (short; run longer by hand, e.g. go test -run '^\$' -fuzz FuzzHand
 go test -run '^$' -fuzz '^FuzzHandle$' -fuzztime 20s ./pkg/stack
 go test -run '^$' -fuzz '^FuzzFrameReader$' -fuzztime 10s ./pkg/relay
 go test -run '^$' -fuzz '^FuzzOpenDatagram$' -fuzztime 10s ./pkg/relay
+go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 10s ./internal/lab
