@@ -128,13 +128,8 @@ func (s *Stack) sendError4(h *hostEntry, m icmpErr, p *ipv4Pkt, l *link, out *Ou
 	if b == nil {
 		return v
 	}
-	o := putEthernet(b, l, layers.EthernetTypeIPv4)
-	ip := b[o:]
-	icmp := ip[ipv4HeaderLen:]
+	o, ip, icmp, n := s.layoutError(b, l, layers.EthernetTypeIPv4, ipv4HeaderLen, icmpErrorMax, p.hdr, p.body)
 	q := icmp[8:]
-	limit := min(icmpErrorMax, s.mtu) - ipv4HeaderLen - 8
-	n := copy(q[:limit], p.hdr)
-	n += copy(q[n:limit], p.body)
 	// Quote the header as the reporter received it: its TTL, and the
 	// header checksum to match.
 	if n >= len(p.hdr) && q[8] != m.quoteTTL {
@@ -171,6 +166,22 @@ func (s *Stack) errorBuffer(allowed bool, out *Out) ([]byte, Verdict) {
 		return nil, ICMPRateLimited
 	}
 	return b, Replied
+}
+
+// layoutError lays out an ICMP error in b: the link header (on Ethernet),
+// room for an IP header of ipLen bytes, the 8-byte ICMP header, and as
+// much of head then rest as fits in a datagram of bound bytes and the MTU.
+// It returns the link header's length, the IP datagram, the ICMP message
+// and the length of the quote.
+func (s *Stack) layoutError(b []byte, l *link, typ layers.EthernetType, ipLen, bound int, head, rest []byte) (o int, ip, icmp []byte, n int) {
+	o = putEthernet(b, l, typ)
+	ip = b[o:]
+	icmp = ip[ipLen:]
+	q := icmp[8:]
+	limit := min(bound, s.mtu) - ipLen - 8
+	n = copy(q[:limit], head)
+	n += copy(q[n:limit], rest)
+	return o, ip, icmp, n
 }
 
 // errorSent appends the ICMP error of n bytes written to the buffer

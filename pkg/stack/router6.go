@@ -97,13 +97,8 @@ func (s *Stack) sendError6(h *hostEntry, m icmp6Err, p *ipv6Pkt, l *link, out *O
 	if b == nil {
 		return v
 	}
-	o := putEthernet(b, l, layers.EthernetTypeIPv6)
-	ip := b[o:]
-	icmp := ip[ipv6HeaderLen:]
+	o, ip, icmp, n := s.layoutError(b, l, layers.EthernetTypeIPv6, ipv6HeaderLen, ipv6MinMTU, p.head, p.rest)
 	q := icmp[8:]
-	limit := min(ipv6MinMTU, s.mtu) - ipv6HeaderLen - 8
-	n := copy(q[:limit], p.head)
-	n += copy(q[n:limit], p.rest)
 	// Quote the header as the reporter received it: its hop limit.
 	if n > 7 {
 		q[7] = m.quoteHL
