@@ -26,8 +26,15 @@ func addRoutes(dev string, prefixes []netip.Prefix) ([]netip.Prefix, error) {
 	}
 	var added []netip.Prefix
 	for _, p := range prefixes {
-		err := netlink.RouteAdd(route(link, p))
+		r := route(link, p)
+		err := netlink.RouteAdd(r)
 		if errors.Is(err, unix.EEXIST) {
+			// Linux says EEXIST for the same prefix through any device:
+			// only one through ours is "already there".
+			if other := otherRouteDev(r); other != "" {
+				return added, fmt.Errorf("add route %v dev %s: a route to %v already goes through %s, so the kernel would send "+
+					"its packets there (ip route show %v); delete it or give the lab other addresses", p, dev, p, other, p)
+			}
 			continue
 		}
 		if err != nil {
@@ -36,6 +43,33 @@ func addRoutes(dev string, prefixes []netip.Prefix) ([]netip.Prefix, error) {
 		added = append(added, p)
 	}
 	return added, nil
+}
+
+// otherRouteDev returns the name of a device, not r's, that the main
+// table routes r's destination through; "" if none (or on error).
+func otherRouteDev(r *netlink.Route) string {
+	family := netlink.FAMILY_V4
+	if r.Dst.IP.To4() == nil {
+		family = netlink.FAMILY_V6
+	}
+	routes, err := netlink.RouteListFiltered(family, &netlink.Route{Dst: r.Dst}, netlink.RT_FILTER_DST)
+	if err != nil {
+		return ""
+	}
+	for _, x := range routes {
+		if x.LinkIndex == r.LinkIndex {
+			return ""
+		}
+	}
+	for _, x := range routes {
+		if l, err := netlink.LinkByIndex(x.LinkIndex); err == nil {
+			return l.Attrs().Name
+		}
+		if x.Gw != nil {
+			return "gateway " + x.Gw.String()
+		}
+	}
+	return ""
 }
 
 // delRoutes removes the routes addRoutes added.
