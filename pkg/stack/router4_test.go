@@ -308,14 +308,28 @@ func BenchmarkEchoHosts(b *testing.B) {
 		{"1", []netip.Prefix{netip.MustParsePrefix("10.1.200.7/32")}, netip.MustParseAddr("10.1.200.7")},
 		{"65534", []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}, netip.MustParseAddr("10.1.200.7")},
 		{"256 singles", singles(256), netip.MustParseAddr("10.1.200.7")},
+		{"IPv6 1", []netip.Prefix{netip.MustParsePrefix("fd00::c807/128")}, netip.MustParseAddr("fd00::c807")},
+		{"IPv6 65535", []netip.Prefix{netip.MustParsePrefix("fd00::/112")}, netip.MustParseAddr("fd00::c807")},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			s, out := newStack(b, false, func(c *stack.Config) { c.Addrs = tc.addrs })
-			pkt := pt.Echo{Src: kernelAddr, Dst: tc.dst, TTL: 64, ID: 1, Seq: 1, Payload: make([]byte, 56)}.IPv4(b)
+			s, out := newStack(b, false, func(c *stack.Config) {
+				c.Addrs = tc.addrs
+				c.HostSide = append(c.HostSide, netip.MustParsePrefix("fd00::1/64"))
+			})
+			var pkt []byte
+			if tc.dst.Is6() {
+				src := netip.MustParseAddr("fd00::1")
+				pkt = pt.Packet6{Src: src, Dst: tc.dst, NextHeader: 58,
+					Payload: pt.Echo6{Src: src, Dst: tc.dst, ID: 1, Seq: 1, Payload: make([]byte, 56)}.Message()}.Bytes()
+			} else {
+				pkt = pt.Echo{Src: kernelAddr, Dst: tc.dst, TTL: 64, ID: 1, Seq: 1, Payload: make([]byte, 56)}.IPv4(b)
+			}
 			b.ReportAllocs()
 			for b.Loop() {
 				out.Reset()
-				s.Handle(pkt, out)
+				if v := s.Handle(pkt, out); v != stack.Replied {
+					b.Fatalf("verdict %v, want replied", v)
+				}
 			}
 		})
 	}
