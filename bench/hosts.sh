@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # hosts.sh — does the number of hosts cost speed? Flood-ping one address of
 # vhost when it owns that one address, and when it owns a whole /16 (65534
-# hosts, each with its own MAC on TAP), in the same rounds, inside network
-# namespaces this script creates and removes.
+# hosts, each with its own MAC on TAP), or for IPv6 a /112 (65535 hosts), in
+# the same rounds, inside network namespaces this script creates and
+# removes.
 #
 #   sudo bench/hosts.sh [COUNT] [ROUNDS]      (default 100000 packets, 3 rounds)
 #
@@ -15,7 +16,8 @@ rounds=${2:-3}
 here=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d)
 ns=vhhosts-$$
-dst=10.0.200.7
+dst4=10.0.200.7
+dst6=fd00::c807
 
 cleanup() {
 	ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
@@ -30,10 +32,10 @@ for t in ping ip go; do
 done
 (cd "$here" && go build -o "$tmp/vhost" ./cmd/vhost)
 
-# flood: prints "replies_per_s loss_percent"
+# flood DST: prints "replies_per_s loss_percent"
 flood() {
 	local out tx rx ms
-	out=$(timeout 120 ip netns exec "$ns" ping -q -n -f -l 64 -c "$count" "$dst" 2>&1) || true
+	out=$(timeout 120 ip netns exec "$ns" ping -q -n -f -l 64 -c "$count" "$1" 2>&1) || true
 	tx=$(sed -n 's/^\([0-9]*\) packets transmitted.*/\1/p' <<<"$out")
 	rx=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' <<<"$out")
 	ms=$(sed -n 's/.*time \([0-9]*\)ms.*/\1/p' <<<"$out")
@@ -44,35 +46,39 @@ flood() {
 	awk -v tx="$tx" -v rx="$rx" -v ms="$ms" 'BEGIN { printf "%.0f %.3f\n", rx / (ms / 1000), 100 * (tx - rx) / tx }'
 }
 
-vhost_case() { # MODE ADDR
+vhost_case() { # MODE ADDR DST
 	ip netns add "$ns"
-	ip netns exec "$ns" "$tmp/vhost" --mode "$1" --dev vhh0 --host-addr 10.0.0.1/16 --addr "$2" \
-		--log-format json 2>"$tmp/vhost.log" &
+	ip netns exec "$ns" "$tmp/vhost" --mode "$1" --dev vhh0 --host-addr 10.0.0.1/16 --host-addr fd00::1/64 \
+		--addr "$2" --log-format json 2>"$tmp/vhost.log" &
 	local pid=$!
 	for _ in $(seq 100); do grep -q '"vhost up"' "$tmp/vhost.log" 2>/dev/null && break; sleep 0.1; done
 	grep -q '"vhost up"' "$tmp/vhost.log" || { cat "$tmp/vhost.log" >&2; exit 1; }
-	ip netns exec "$ns" ping -q -c 3 -i 0.2 "$dst" >/dev/null # resolve ARP on TAP, warm up
-	flood
+	ip netns exec "$ns" ping -q -c 3 -i 0.2 "$3" >/dev/null # resolve ARP/ND on TAP, warm up
+	flood "$3"
 	kill -TERM "$pid"; wait "$pid" || true
 	ip netns del "$ns"
 }
 
-printf '%-6s %-16s %12s %8s %12s\n' round case "replies/s" "loss%" "vs one host"
+printf '%-6s %-18s %12s %8s %12s\n' round case "replies/s" "loss%" "vs one host"
 : >"$tmp/ratios"
 for round in $(seq "$rounds"); do
-	for mode in tun tap; do
-		one=$(vhost_case "$mode" "$dst")
-		many=$(vhost_case "$mode" 10.0.0.0/16)
+	for c in "tun $dst4 10.0.0.0/16 65534" "tap $dst4 10.0.0.0/16 65534" "tun $dst6 fd00::/112 65535" "tap $dst6 fd00::/112 65535"; do
+		set -- $c
+		mode=$1 dst=$2 prefix=$3 n=$4
+		fam=4
+		[ "$dst" = "$dst6" ] && fam=6
+		one=$(vhost_case "$mode" "$dst" "$dst")
+		many=$(vhost_case "$mode" "$prefix" "$dst")
 		ratio=$(awk -v a="${many%% *}" -v b="${one%% *}" 'BEGIN { printf "%.3f", a / b }')
-		echo "$mode $ratio" >>"$tmp/ratios"
+		echo "$mode-ipv$fam $ratio" >>"$tmp/ratios"
 		set -- $one
-		printf '%-6s %-16s %12s %8s %12s\n' "$round" "$mode-1-host" "$1" "$2" 1.00
+		printf '%-6s %-18s %12s %8s %12s\n' "$round" "$mode-ipv$fam-1-host" "$1" "$2" 1.00
 		set -- $many
-		printf '%-6s %-16s %12s %8s %12s\n' "$round" "$mode-65534-hosts" "$1" "$2" "$ratio"
+		printf '%-6s %-18s %12s %8s %12s\n' "$round" "$mode-ipv$fam-$n" "$1" "$2" "$ratio"
 	done
 done
 echo
-for mode in tun tap; do
-	awk -v m="$mode" '$1 == m { print $2 }' "$tmp/ratios" | sort -n |
-		awk -v m="$mode" '{ v[NR] = $1 } END { printf "median %s 65534 hosts / 1 host: %.3f (%d rounds)\n", m, (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, NR }'
+for c in tun-ipv4 tap-ipv4 tun-ipv6 tap-ipv6; do
+	awk -v m="$c" '$1 == m { print $2 }' "$tmp/ratios" | sort -n |
+		awk -v m="$c" '{ v[NR] = $1 } END { printf "median %s many hosts / 1 host: %.3f (%d rounds)\n", m, (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, NR }'
 done
