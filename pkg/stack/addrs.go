@@ -18,6 +18,9 @@ type hostEntry struct {
 	routers  []routerEntry
 	pathMTU  int
 	imp      impairer
+	// impaired: imp or a router's impairer does something, so replies go
+	// through impairPath.
+	impaired bool
 	// rx counts packets for the entry's addresses; replies, the replies
 	// and ICMP errors its hosts and routers sent.
 	rx, replies atomic.Uint64

@@ -1,6 +1,9 @@
 package stack
 
-import "time"
+import (
+	"encoding/binary"
+	"time"
+)
 
 // ReassemblyConfig bounds reassembly of IPv4 (RFC 791, RFC 815) and IPv6
 // (RFC 8200 §4.5) datagrams, which share the memory. Memory is at most
@@ -81,8 +84,8 @@ func (r *reassembler) init(cfg ReassemblyConfig) {
 // nil and the verdict for the fragment.
 func (r *reassembler) add(s *Stack, src, dst uint32, id uint16, proto, tos uint8, off int, more bool, data []byte) (*fragEntry, Verdict) {
 	k := fragKey{id: uint32(id), proto: proto}
-	putU32(k.src[:], src)
-	putU32(k.dst[:], dst)
+	binary.BigEndian.PutUint32(k.src[:], src)
+	binary.BigEndian.PutUint32(k.dst[:], dst)
 	return r.insert(s, &k, proto, tos, off, more, data, maxFragPayload)
 }
 
@@ -94,10 +97,6 @@ func (r *reassembler) add(s *Stack, src, dst uint32, id uint16, proto, tos uint8
 func (r *reassembler) add6(s *Stack, src, dst *[16]byte, id uint32, proto, tc uint8, off int, more bool, data []byte, limit int) (*fragEntry, Verdict) {
 	k := fragKey{src: *src, dst: *dst, id: id, v6: true}
 	return r.insert(s, &k, proto, tc, off, more, data, limit)
-}
-
-func putU32(b []byte, a uint32) {
-	b[0], b[1], b[2], b[3] = byte(a>>24), byte(a>>16), byte(a>>8), byte(a)
 }
 
 func (r *reassembler) insert(s *Stack, k *fragKey, proto, tos uint8, off int, more bool, data []byte, limit int) (*fragEntry, Verdict) {

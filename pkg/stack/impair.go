@@ -93,19 +93,13 @@ func (p *impairer) below(n uint64) uint64 {
 	return hi
 }
 
-// impair applies the impairments of the path to out's packets from first
-// on, which are one reply (all the fragments of one datagram): those of
-// e.routers[:routers] and, when fromHost, e's own.
-func (s *Stack) impair(out *Out, first int, e *hostEntry, routers int, fromHost bool) {
-	if fromHost && e.imp.on {
+// sent records that out[first:] is one reply (all the fragments of one
+// datagram) of e's hosts or routers, and applies the impairments of its
+// path: those of e.routers[:routers] and, when fromHost, e's own.
+func (s *Stack) sent(out *Out, first int, e *hostEntry, routers int, fromHost bool) {
+	e.replies.Add(1)
+	if e.impaired {
 		s.impairPath(out, first, e, routers, fromHost)
-		return
-	}
-	for k := range routers {
-		if e.routers[k].imp.on {
-			s.impairPath(out, first, e, routers, fromHost)
-			return
-		}
 	}
 }
 

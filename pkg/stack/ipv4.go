@@ -156,8 +156,7 @@ func (s *Stack) handleICMPv4(h *hostEntry, p *ipv4Pkt, l *link, out *Out) Verdic
 	if v := s.sendIPv4(p.tos, defaultTTL-len(h.routers), p.dst, p.src, layers.IPProtocolICMPv4, hdr[:], msg[8:], l, out); v != Replied {
 		return v
 	}
-	h.replies.Add(1)
-	s.impair(out, first, h, len(h.routers), true)
+	s.sent(out, first, h, len(h.routers), true)
 	if e := s.log.Debug(); e.Enabled() {
 		e.Msgf("tx icmp echo-reply %v > %v id=%d seq=%d len=%d", u32Addr(p.dst), u32Addr(p.src), icmp.Id, icmp.Seq, len(msg))
 	}

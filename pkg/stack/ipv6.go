@@ -524,8 +524,7 @@ func (s *Stack) handleICMPv6(h *hostEntry, p *ipv6Pkt, l *link, out *Out) Verdic
 	if v := s.sendIPv6(p.tc, defaultTTL-len(h.routers), &p.dst, &p.src, nhICMPv6, hdr[:], msg[8:], l, out); v != Replied {
 		return v
 	}
-	h.replies.Add(1)
-	s.impair(out, first, h, len(h.routers), true)
+	s.sent(out, first, h, len(h.routers), true)
 	if e := s.log.Debug(); e.Enabled() {
 		e.Msgf("tx icmp6 echo-reply %v > %v id=%d seq=%d len=%d", netip.AddrFrom16(p.dst), netip.AddrFrom16(p.src), echo.Identifier, echo.SeqNumber, len(msg))
 	}

@@ -192,8 +192,7 @@ func (s *Stack) errorSent(h *hostEntry, n, impair int, fromHost bool, out *Out) 
 	out.commit(n)
 	s.ctr.events[evTxPackets].Add(1)
 	s.ctr.events[evICMPErrors].Add(1)
-	h.replies.Add(1)
-	s.impair(out, first, h, impair, fromHost)
+	s.sent(out, first, h, impair, fromHost)
 }
 
 // errorAllowed4 applies RFC 1812 §4.3.2.7: no ICMP error about an ICMP
@@ -230,18 +229,35 @@ func pseudoSum4(src, dst uint32, proto layers.IPProtocol, n int) uint64 {
 // handleUDP4 answers a UDP datagram with Port Unreachable: the host has no
 // UDP service (RFC 1122 §4.1.3.1), so traceroute's probes end here.
 func (s *Stack) handleUDP4(h *hostEntry, p *ipv4Pkt, l *link, out *Out) Verdict {
-	if len(p.body) < 8 {
-		return Truncated
-	}
-	n := int(binary.BigEndian.Uint16(p.body[4:6]))
-	if n < 8 || n > len(p.body) {
-		return BadL4Length
-	}
 	// A zero checksum means none was computed (RFC 768).
-	if binary.BigEndian.Uint16(p.body[6:8]) != 0 && ^fold(sum(p.body[:n], pseudoSum4(p.src, p.dst, layers.IPProtocolUDP, n))) != 0 {
-		return BadL4Checksum
+	if v := checkUDP(p.body, pseudoSum4(p.src, p.dst, layers.IPProtocolUDP, 0), true); v != PortUnreachable {
+		return v
 	}
 	return s.sendError4(h, errFromHost(h, p.dst, icmpDestUnreachable, icmpPortUnreachable, 0), p, l, out)
+}
+
+// checkUDP validates a UDP datagram (RFC 768) whose pseudo-header, less
+// the length, sums to ph. A zero checksum (none computed) passes when
+// zeroOK. It returns PortUnreachable, what the datagram gets, when it is
+// valid.
+func checkUDP(d []byte, ph uint64, zeroOK bool) Verdict {
+	if len(d) < 8 {
+		return Truncated
+	}
+	n := int(binary.BigEndian.Uint16(d[4:6]))
+	if n < 8 || n > len(d) {
+		return BadL4Length
+	}
+	if binary.BigEndian.Uint16(d[6:8]) == 0 {
+		if zeroOK {
+			return PortUnreachable
+		}
+		return BadL4Checksum
+	}
+	if ^fold(sum(d[:n], ph+uint64(n))) != 0 {
+		return BadL4Checksum
+	}
+	return PortUnreachable
 }
 
 // TCP header flags.
@@ -258,6 +274,26 @@ const (
 // ends here.
 func (s *Stack) handleTCP4(h *hostEntry, p *ipv4Pkt, l *link, out *Out) Verdict {
 	seg := p.body
+	var rst [tcpLen]byte
+	if v := makeReset(&rst, seg, pseudoSum4(p.src, p.dst, layers.IPProtocolTCP, 0)); v != Reset {
+		return v
+	}
+	first := out.Len()
+	if v := s.sendIPv4(0, defaultTTL-len(h.routers), p.dst, p.src, layers.IPProtocolTCP, rst[:], nil, l, out); v != Replied {
+		return v
+	}
+	s.sent(out, first, h, len(h.routers), true)
+	if e := s.log.Debug(); e.Enabled() {
+		e.Msgf("tx tcp rst %v:%d > %v:%d", u32Addr(p.dst), binary.BigEndian.Uint16(seg[2:4]), u32Addr(p.src), binary.BigEndian.Uint16(seg[0:2]))
+	}
+	return Reset
+}
+
+// makeReset validates a TCP segment (RFC 793) whose pseudo-header, less
+// the length, sums to ph, and writes to rst the reset that answers it,
+// checksum included: the reset's pseudo-header sums the same, its
+// addresses only swapped. It returns Reset when rst is ready.
+func makeReset(rst *[tcpLen]byte, seg []byte, ph uint64) Verdict {
 	if len(seg) < tcpLen {
 		return Truncated
 	}
@@ -265,23 +301,13 @@ func (s *Stack) handleTCP4(h *hostEntry, p *ipv4Pkt, l *link, out *Out) Verdict 
 	if off < tcpLen || off > len(seg) {
 		return BadL4Length
 	}
-	if ^fold(sum(seg, pseudoSum4(p.src, p.dst, layers.IPProtocolTCP, len(seg)))) != 0 {
+	if ^fold(sum(seg, ph+uint64(len(seg)))) != 0 {
 		return BadL4Checksum
 	}
-	var rst [tcpLen]byte
-	if !putReset(&rst, seg, off) {
+	if !putReset(rst, seg, off) {
 		return IgnoredReset
 	}
-	binary.BigEndian.PutUint16(rst[16:18], ^fold(sum(rst[:], pseudoSum4(p.dst, p.src, layers.IPProtocolTCP, tcpLen))))
-	first := out.Len()
-	if v := s.sendIPv4(0, defaultTTL-len(h.routers), p.dst, p.src, layers.IPProtocolTCP, rst[:], nil, l, out); v != Replied {
-		return v
-	}
-	h.replies.Add(1)
-	s.impair(out, first, h, len(h.routers), true)
-	if e := s.log.Debug(); e.Enabled() {
-		e.Msgf("tx tcp rst %v:%d > %v:%d", u32Addr(p.dst), binary.BigEndian.Uint16(seg[2:4]), u32Addr(p.src), binary.BigEndian.Uint16(seg[0:2]))
-	}
+	binary.BigEndian.PutUint16(rst[16:18], ^fold(sum(rst[:], ph+tcpLen)))
 	return Reset
 }
 

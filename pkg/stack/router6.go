@@ -145,17 +145,10 @@ func (s *Stack) errorAllowed6(m *icmp6Err, p *ipv6Pkt, l *link) bool {
 // handleUDP6 answers a UDP datagram with Port Unreachable (RFC 4443 §3.1,
 // code 4): the host has no UDP service, so traceroute's probes end here.
 func (s *Stack) handleUDP6(h *hostEntry, p *ipv6Pkt, l *link, out *Out) Verdict {
-	if len(p.body) < 8 {
-		return Truncated
-	}
-	n := int(binary.BigEndian.Uint16(p.body[4:6]))
-	if n < 8 || n > len(p.body) {
-		return BadL4Length
-	}
 	// RFC 8200 §8.1: the UDP checksum is mandatory over IPv6; a packet with
 	// a zero one is discarded.
-	if binary.BigEndian.Uint16(p.body[6:8]) == 0 || ^fold(sum(p.body[:n], pseudoSum6(&p.src, &p.dst, nhUDP, n))) != 0 {
-		return BadL4Checksum
+	if v := checkUDP(p.body, pseudoSum6(&p.src, &p.dst, nhUDP, 0), false); v != PortUnreachable {
+		return v
 	}
 	return s.sendError6(h, err6FromHost(h, p, icmp6DstUnreachable, icmp6PortUnreachable, 0, PortUnreachable), p, l, out)
 }
@@ -164,27 +157,15 @@ func (s *Stack) handleUDP6(h *hostEntry, p *ipv6Pkt, l *link, out *Out) Verdict 
 // 793 §3.4), with the IPv6 pseudo-header in the checksums.
 func (s *Stack) handleTCP6(h *hostEntry, p *ipv6Pkt, l *link, out *Out) Verdict {
 	seg := p.body
-	if len(seg) < tcpLen {
-		return Truncated
-	}
-	off := int(seg[12]>>4) * 4
-	if off < tcpLen || off > len(seg) {
-		return BadL4Length
-	}
-	if ^fold(sum(seg, pseudoSum6(&p.src, &p.dst, nhTCP, len(seg)))) != 0 {
-		return BadL4Checksum
-	}
 	var rst [tcpLen]byte
-	if !putReset(&rst, seg, off) {
-		return IgnoredReset
+	if v := makeReset(&rst, seg, pseudoSum6(&p.src, &p.dst, nhTCP, 0)); v != Reset {
+		return v
 	}
-	binary.BigEndian.PutUint16(rst[16:18], ^fold(sum(rst[:], pseudoSum6(&p.dst, &p.src, nhTCP, tcpLen))))
 	first := out.Len()
 	if v := s.sendIPv6(0, defaultTTL-len(h.routers), &p.dst, &p.src, nhTCP, rst[:], nil, l, out); v != Replied {
 		return v
 	}
-	h.replies.Add(1)
-	s.impair(out, first, h, len(h.routers), true)
+	s.sent(out, first, h, len(h.routers), true)
 	if e := s.log.Debug(); e.Enabled() {
 		e.Msgf("tx tcp6 rst [%v]:%d > [%v]:%d", netip.AddrFrom16(p.dst), binary.BigEndian.Uint16(seg[2:4]),
 			netip.AddrFrom16(p.src), binary.BigEndian.Uint16(seg[0:2]))

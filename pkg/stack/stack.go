@@ -210,7 +210,14 @@ func (s *Stack) compileHost(h *Host, i int32, seed uint64) error {
 			return fmt.Errorf("router %d: %w", k+1, err)
 		}
 	}
-	return e.imp.init(h.Impair, seed, uint64(i)<<16)
+	if err := e.imp.init(h.Impair, seed, uint64(i)<<16); err != nil {
+		return err
+	}
+	e.impaired = e.imp.on
+	for k := range e.routers {
+		e.impaired = e.impaired || e.routers[k].imp.on
+	}
+	return nil
 }
 
 // firstMAC is the MAC of the first owned address.
