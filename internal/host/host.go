@@ -98,21 +98,11 @@ func Run(ctx context.Context, dev tundev.Device, st *stack.Stack, cfg Config) er
 			immediate = sched.enqueue(out, time.Now(), immediate[:0])
 			pkts = immediate
 		}
-		var err error
-		if len(pkts) > 0 {
-			if sched != nil {
-				wmu.Lock()
-			}
-			if capture != nil {
-				for _, p := range pkts {
-					capture.Write(p[tundev.Headroom:])
-				}
-			}
-			_, err = dev.Write(pkts, tundev.Headroom)
-			if sched != nil {
-				wmu.Unlock()
-			}
+		var mu *sync.Mutex // no lock before the scheduler exists
+		if sched != nil {
+			mu = &wmu
 		}
+		err := write(dev, capture, mu, pkts)
 		out.Reset()
 		if err != nil {
 			if errors.Is(err, tundev.ErrClosed) {
@@ -164,4 +154,24 @@ func Run(ctx context.Context, dev tundev.Device, st *stack.Stack, cfg Config) er
 			return ended(err)
 		}
 	}
+}
+
+// write records pkts (each after tundev.Headroom) in the capture, if any,
+// and writes them to the device. mu, when not nil, is held for both, so
+// that two writers keep the capture in the device's order.
+func write(dev tundev.Device, capture *pcap.Writer, mu *sync.Mutex, pkts [][]byte) error {
+	if len(pkts) == 0 {
+		return nil
+	}
+	if mu != nil {
+		mu.Lock()
+		defer mu.Unlock()
+	}
+	if capture != nil {
+		for _, p := range pkts {
+			capture.Write(p[tundev.Headroom:])
+		}
+	}
+	_, err := dev.Write(pkts, tundev.Headroom)
+	return err
 }

@@ -194,14 +194,7 @@ func (q *scheduler) run() {
 
 // write writes bufs to the device and records them in the capture.
 func (q *scheduler) write(bufs [][]byte) {
-	q.wmu.Lock()
-	defer q.wmu.Unlock()
-	if q.capture != nil {
-		for _, b := range bufs {
-			q.capture.Write(b[tundev.Headroom:])
-		}
-	}
-	if _, err := q.dev.Write(bufs, tundev.Headroom); err != nil && !errors.Is(err, tundev.ErrClosed) {
+	if err := write(q.dev, q.capture, q.wmu, bufs); err != nil && !errors.Is(err, tundev.ErrClosed) {
 		q.stats.TxErrors.Add(1)
 		if e := q.log.Debug(); e.Enabled() {
 			e.Err(err).Msg("tx delayed failed")
