@@ -12,7 +12,6 @@ set -euo pipefail
 
 count=${1:-200000}
 rounds=${2:-1}
-preload=64
 here=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d)
 ns=vhbench-$$
@@ -35,22 +34,7 @@ done
 
 (cd "$here" && go build -o "$tmp/vhost" ./cmd/vhost && go build -o "$tmp/rawresp" ./bench/rawresp)
 ticks=$(getconf CLK_TCK)
-
-# flood NS DST: prints "replies_per_s loss_percent received"
-flood() {
-	local out tx rx ms
-	# No -w: with a deadline ping keeps sending until COUNT replies are in
-	# and counts what is still in flight at exit as lost.
-	out=$(timeout 120 ip netns exec "$1" ping -q -n -f -l "$preload" -c "$count" "$2" 2>&1) || true
-	tx=$(sed -n 's/^\([0-9]*\) packets transmitted.*/\1/p' <<<"$out")
-	rx=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' <<<"$out")
-	ms=$(sed -n 's/.*time \([0-9]*\)ms.*/\1/p' <<<"$out")
-	if [ -z "$tx" ] || [ -z "$rx" ] || [ -z "$ms" ] || [ "$ms" = 0 ]; then
-		echo "flood.sh: could not parse ping output: $out" >&2
-		exit 1
-	fi
-	awk -v tx="$tx" -v rx="$rx" -v ms="$ms" 'BEGIN { printf "%.0f %.3f %d\n", rx / (ms / 1000), 100 * (tx - rx) / tx, rx }'
-}
+. "$here/bench/lib.sh"
 
 # cpu PID: user+system CPU time of PID in clock ticks
 cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }

@@ -31,20 +31,7 @@ for t in ping ip go; do
 	command -v "$t" >/dev/null || { echo "hosts.sh: needs $t" >&2; exit 2; }
 done
 (cd "$here" && go build -o "$tmp/vhost" ./cmd/vhost)
-
-# flood DST: prints "replies_per_s loss_percent"
-flood() {
-	local out tx rx ms
-	out=$(timeout 120 ip netns exec "$ns" ping -q -n -f -l 64 -c "$count" "$1" 2>&1) || true
-	tx=$(sed -n 's/^\([0-9]*\) packets transmitted.*/\1/p' <<<"$out")
-	rx=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' <<<"$out")
-	ms=$(sed -n 's/.*time \([0-9]*\)ms.*/\1/p' <<<"$out")
-	if [ -z "$tx" ] || [ -z "$rx" ] || [ -z "$ms" ] || [ "$ms" = 0 ]; then
-		echo "hosts.sh: could not parse ping output: $out" >&2
-		exit 1
-	fi
-	awk -v tx="$tx" -v rx="$rx" -v ms="$ms" 'BEGIN { printf "%.0f %.3f\n", rx / (ms / 1000), 100 * (tx - rx) / tx }'
-}
+. "$here/bench/lib.sh"
 
 vhost_case() { # MODE ADDR DST
 	ip netns add "$ns"
@@ -54,7 +41,7 @@ vhost_case() { # MODE ADDR DST
 	for _ in $(seq 100); do grep -q '"vhost up"' "$tmp/vhost.log" 2>/dev/null && break; sleep 0.1; done
 	grep -q '"vhost up"' "$tmp/vhost.log" || { cat "$tmp/vhost.log" >&2; exit 1; }
 	ip netns exec "$ns" ping -q -c 3 -i 0.2 "$3" >/dev/null # resolve ARP/ND on TAP, warm up
-	flood "$3"
+	flood "$ns" "$3"
 	kill -TERM "$pid"; wait "$pid" || true
 	ip netns del "$ns"
 }
