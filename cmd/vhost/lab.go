@@ -112,7 +112,7 @@ func setUp(l *lab.Lab, i int, log zerolog.Logger) (*labDevice, error) {
 	if len(ld.dc.hostAddrs) > 0 {
 		// vhost configured the kernel side: it also routes to the hosts
 		// and routers outside it.
-		ld.routes, err = addRoutes(dev.Name(), routable(l.Routes(i, ld.dc.hostAddrs), dev.mtu))
+		ld.routes, err = tundev.AddRoutes(dev.Name(), routable(l.Routes(i, ld.dc.hostAddrs), dev.mtu))
 		if err != nil {
 			return nil, err
 		}
@@ -151,7 +151,7 @@ func (ld *labDevice) openCapture(d *lab.Device) error {
 func (ld *labDevice) close() error {
 	var errs []error
 	if !ld.dev.created && len(ld.routes) > 0 {
-		if err := delRoutes(ld.dev.Name(), ld.routes); err != nil {
+		if err := tundev.DeleteRoutes(ld.dev.Name(), ld.routes); err != nil {
 			ld.log.Warn().Err(err).Msg("removing routes")
 		}
 	}

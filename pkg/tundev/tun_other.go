@@ -4,6 +4,7 @@ package tundev
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"runtime"
 )
@@ -50,3 +51,11 @@ func NewSocketpair(mode Mode, name string) (*FD, *os.File, error) {
 
 // SetGSOMaxSize returns an error: TUN/TAP devices need Linux.
 func SetGSOMaxSize(name string, size int) error { return errNotSupported }
+
+// AddRoutes fails: TUN/TAP devices need Linux.
+func AddRoutes(dev string, prefixes []netip.Prefix) ([]netip.Prefix, error) {
+	return nil, errNotSupported
+}
+
+// DeleteRoutes fails: TUN/TAP devices need Linux.
+func DeleteRoutes(dev string, prefixes []netip.Prefix) error { return errNotSupported }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package tundev
 
 import (
 	"errors"
@@ -12,11 +12,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// addRoutes adds a route through the device called dev to each prefix
+// AddRoutes adds a route through the device called dev to each prefix
 // (ip route add PREFIX dev DEV). A route that is there already is left
 // alone and not returned; the routes added are returned, even with an
 // error, so that the caller can remove them.
-func addRoutes(dev string, prefixes []netip.Prefix) ([]netip.Prefix, error) {
+func AddRoutes(dev string, prefixes []netip.Prefix) ([]netip.Prefix, error) {
 	if len(prefixes) == 0 {
 		return nil, nil
 	}
@@ -72,8 +72,8 @@ func otherRouteDev(r *netlink.Route) string {
 	return ""
 }
 
-// delRoutes removes the routes addRoutes added.
-func delRoutes(dev string, prefixes []netip.Prefix) error {
+// DeleteRoutes removes the routes AddRoutes added.
+func DeleteRoutes(dev string, prefixes []netip.Prefix) error {
 	link, err := netlink.LinkByName(dev)
 	if err != nil {
 		return fmt.Errorf("route via %s: %w", dev, err)
